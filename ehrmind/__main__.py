@@ -1,0 +1,5 @@
+import sys
+
+from ehrmind.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The `ehrmind` command line. Every Snakemake rule is one call of a verb here.
+
+Settings reach the verbs as JSON strings (one config block each), so Snakemake
+sees them as rule params and reruns exactly the jobs whose settings changed."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ehrmind")
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+
+
+def _examples(path: str):
+    from ehrmind.io import read_jsonl
+    from ehrmind.tasks import Example
+    return [Example.from_json(row) for row in read_jsonl(path)]
+
+
+def cmd_validate_config(a) -> None:
+    from ehrmind import config
+    cfg = config.load(a.config)
+    print(json.dumps(cfg, indent=2) if a.show else f"{a.config}: valid")
+
+
+def cmd_prepare_data(a) -> None:
+    from ehrmind.io import write_jsonl
+    from ehrmind.tasks import get_task
+    task = get_task(a.task)
+    for split, out in (("train", a.train_out), ("test", a.test_out)):
+        examples = task.load_split(split, a.data, a.seed)
+        if not examples:
+            raise SystemExit(f"error: task {a.task}: the {split} split is empty")
+        write_jsonl(out, [ex.to_json() for ex in examples])
+        log.info("%s %s: %d examples -> %s", a.task, split, len(examples), out)
+
+
+def cmd_prepare_model(a) -> None:
+    from ehrmind import models
+    ref = models.prepare(a.spec, a.out, Path(a.cache) if a.cache else None)
+    log.info("model %s ready at %s", a.spec, ref["path"])
+
+
+def cmd_sft(a) -> None:
+    from ehrmind import training
+    from ehrmind.tasks import get_task
+    summary = training.sft(get_task(a.task), a.model, _examples(a.train), a.settings, a.seed,
+                           Path(a.out), Path(a.log_dir), a.trust_remote_code)
+    log.info("sft done: %s", summary)
+
+
+def cmd_grpo(a) -> None:
+    from ehrmind import training
+    from ehrmind.tasks import get_task
+    summary = training.grpo(get_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
+                            a.seed, Path(a.out), Path(a.log_dir), a.stage, a.trust_remote_code)
+    log.info("grpo done: %s", summary)
+
+
+def cmd_evaluate(a) -> None:
+    from ehrmind.evaluate import evaluate
+    from ehrmind.tasks import get_task
+    cell = dict(kv.split("=", 1) for kv in a.cell)
+    evaluate(get_task(a.task), a.model, _examples(a.test), a.settings, a.reward, Path(a.out), cell,
+             a.seed, a.trust_remote_code)
+
+
+def cmd_tables(a) -> None:
+    from ehrmind import tables
+    written = tables.build(a.metrics, Path(a.out), seed=a.seed)
+    for path in written:
+        print(path)
+
+
+def cmd_bench(a) -> None:
+    from ehrmind import bench
+    bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.prompts)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ehrmind", description=(
+        "EHRMind reproducibility suite: data, training (SFT, GRPO), evaluation and tables. "
+        "Normally called by the Snakemake workflow; see README.md."))
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    def common(sp, *, seed=True, trust=True):
+        sp.add_argument("--task", required=True, help="task name (e.g. medcalc)")
+        if seed:
+            sp.add_argument("--seed", type=int, default=0)
+        if trust:
+            sp.add_argument("--trust-remote-code", action="store_true")
+
+    sp = verb("validate-config", cmd_validate_config, "check a run config against the schema")
+    sp.add_argument("config")
+    sp.add_argument("--show", action="store_true", help="print the config with defaults filled in")
+
+    sp = verb("prepare-data", cmd_prepare_data, "write a task's train and test splits as JSONL")
+    common(sp, trust=False)
+    sp.add_argument("--data", type=_json, default={}, help="the task's config block as JSON")
+    sp.add_argument("--train-out", required=True)
+    sp.add_argument("--test-out", required=True)
+
+    sp = verb("prepare-model", cmd_prepare_model, "materialize a model spec once; write a reference JSON")
+    sp.add_argument("--spec", required=True, help="embedded:NAME, tiny:SEED, hub id or local path")
+    sp.add_argument("--cache", help="folder for materialized local models (default .cache/ehrmind)")
+    sp.add_argument("--out", required=True, help="reference JSON to write")
+
+    sp = verb("sft", cmd_sft, "SFT warm-up with TRL SFTTrainer (full or LoRA)")
+    common(sp)
+    sp.add_argument("--model", required=True, help="checkpoint dir or model reference JSON")
+    sp.add_argument("--train", required=True, help="training split JSONL")
+    sp.add_argument("--settings", type=_json, required=True, help="the config's sft block as JSON")
+    sp.add_argument("--out", required=True, help="checkpoint directory to write")
+    sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
+
+    sp = verb("grpo", cmd_grpo, "RLVR with TRL GRPOTrainer and the task's rule-checked reward")
+    common(sp)
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--train", required=True)
+    sp.add_argument("--settings", type=_json, required=True, help="the config's grpo block as JSON")
+    sp.add_argument("--reward", type=_json, required=True, help="the config's reward block as JSON")
+    sp.add_argument("--stage", default="rlvr", help="label for logs (rlvr or sft_rlvr)")
+    sp.add_argument("--out", required=True, help="checkpoint directory to write")
+    sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
+
+    sp = verb("evaluate", cmd_evaluate, "evaluate a model on a test split: predictions.jsonl, metrics.json")
+    common(sp)
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--test", required=True, help="test split JSONL")
+    sp.add_argument("--settings", type=_json, required=True, help="the config's generation block as JSON")
+    sp.add_argument("--reward", type=_json, required=True)
+    sp.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE", help="labels stored in metrics.json")
+    sp.add_argument("--out", required=True, help="directory for predictions.jsonl and metrics.json")
+
+    sp = verb("tables", cmd_tables, "build Markdown, LaTeX and CSV tables from metrics.json files")
+    sp.add_argument("metrics", nargs="+", help="metrics.json files (predictions.jsonl beside each)")
+    sp.add_argument("--out", required=True, help="folder for the tables")
+    sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    sp = verb("bench", cmd_bench, "print evaluation throughput (tokens/s) at several batch sizes")
+    sp.add_argument("--model", default="embedded:smollm2-135m-instruct", help="model spec or checkpoint")
+    sp.add_argument("--batch-sizes", default="1,8,32")
+    sp.add_argument("--new-tokens", type=int, default=128)
+    sp.add_argument("--prompts", type=int, default=64, help="prompts per batch size (at least the batch)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    from ehrmind.config import ConfigError
+    from ehrmind.tasks import DataError
+    try:
+        args.func(args)
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Run configuration: YAML validated against ehrmind/schemas/config.schema.yaml,
+defaults filled in. Errors name the file, the key and what was expected."""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def schema() -> dict[str, Any]:
+    return yaml.safe_load(resources.files("ehrmind").joinpath("schemas/config.schema.yaml").read_text())
+
+
+def _fill_defaults(instance: Any, node: dict[str, Any]) -> None:
+    if not isinstance(instance, dict):
+        return
+    for key, sub in node.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in node.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def validate(config: dict[str, Any], origin: str = "config") -> dict[str, Any]:
+    """Return a validated copy of `config` with defaults filled in, or raise ConfigError."""
+    config = copy.deepcopy(config)
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for e in errors:
+            key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            expected = e.schema.get("type") or e.schema.get("enum") or e.validator
+            lines.append(f"  key '{key}': {e.message} (expected {expected})")
+        raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines))
+    _fill_defaults(config, schema())
+    return config
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return validate(raw, str(path))

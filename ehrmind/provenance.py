@@ -1,0 +1,44 @@
+"""Where a result came from: package versions, git commit, device."""
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("ehrmind", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "scipy", "snakemake")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
+
+
+def device_info() -> dict[str, Any]:
+    import torch
+    info: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                            "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info.update(device="cuda", gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count())
+    else:
+        info.update(device="cpu", processor=platform.processor() or platform.machine())
+    return info
+
+
+def collect() -> dict[str, Any]:
+    return {"packages": package_versions(), "git_commit": git_commit(), "device": device_info()}

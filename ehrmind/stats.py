@@ -1,0 +1,224 @@
+"""Statistics for comparing models on benchmark items.
+
+All functions work on per-item correctness vectors (sequences of bools) and
+depend only on NumPy and SciPy.
+
+Public API
+----------
+wilson_interval        Wilson score interval for a binomial proportion.
+accuracy_summary       Accuracy with its Wilson interval.
+mcnemar_exact          Exact (binomial) McNemar test for two paired systems.
+paired_bootstrap_diff  Paired bootstrap CI for a difference in accuracy.
+holm                   Holm-Bonferroni step-down adjusted p-values.
+pairwise_comparisons   McNemar + bootstrap for every pair of systems, Holm-adjusted.
+pass_at_k              Unbiased pass@k estimator (Chen et al., 2021).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "wilson_interval",
+    "accuracy_summary",
+    "mcnemar_exact",
+    "paired_bootstrap_diff",
+    "holm",
+    "pairwise_comparisons",
+    "pass_at_k",
+]
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+
+
+def _as_bool_vector(x: Sequence[bool], name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=bool)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _paired(a: Sequence[bool], b: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
+    a_arr, b_arr = _as_bool_vector(a, "a"), _as_bool_vector(b, "b")
+    if a_arr.shape != b_arr.shape:
+        raise ValueError(
+            f"paired inputs must have the same length, got {a_arr.size} and {b_arr.size}"
+        )
+    return a_arr, b_arr
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for ``successes`` out of ``n`` Bernoulli trials.
+
+    Uses the closed form
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`` with
+    ``z = Φ⁻¹(1 - (1 - confidence)/2)``; bounds are clipped to [0, 1].
+
+    Raises ValueError if ``n < 1`` (no interval exists for zero trials) or if
+    ``successes`` is outside ``[0, n]``.
+    """
+    _check_confidence(confidence)
+    if n < 1:
+        raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
+    z = float(stats.norm.ppf(0.5 + confidence / 2.0))
+    z2 = z * z
+    p = successes / n
+    denom = n + z2
+    center = (successes + z2 / 2.0) / denom
+    half = z / denom * math.sqrt(n * p * (1.0 - p) + z2 / 4.0)
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def accuracy_summary(correct: Sequence[bool], confidence: float = 0.95) -> dict:
+    """Accuracy of a correctness vector with its Wilson interval.
+
+    Returns ``{"accuracy", "ci_low", "ci_high", "n", "n_correct"}``.
+    Raises ValueError for an empty vector.
+    """
+    arr = _as_bool_vector(correct, "correct")
+    n, k = int(arr.size), int(arr.sum())
+    if n == 0:
+        raise ValueError("accuracy_summary needs at least one item")
+    low, high = wilson_interval(k, n, confidence)
+    return {"accuracy": k / n, "ci_low": low, "ci_high": high, "n": n, "n_correct": k}
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict:
+    """Exact two-sided McNemar test for two systems scored on the same items.
+
+    ``b01`` counts items where ``a`` is wrong and ``b`` right, ``b10`` the
+    reverse. Under H0 the discordant pairs split Binomial(b01 + b10, 1/2);
+    the p-value is the exact two-sided binomial p-value (1.0 when there are
+    no discordant pairs). Returns ``{"n", "b01", "b10", "p_value"}``.
+    """
+    a_arr, b_arr = _paired(a, b)
+    b01 = int(np.sum(~a_arr & b_arr))
+    b10 = int(np.sum(a_arr & ~b_arr))
+    m = b01 + b10
+    p = 1.0 if m == 0 else float(stats.binomtest(b01, m, 0.5).pvalue)
+    return {"n": int(a_arr.size), "b01": b01, "b10": b10, "p_value": min(1.0, p)}
+
+
+def _diff_of_means(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(b, axis=axis) - np.mean(a, axis=axis)
+
+
+def paired_bootstrap_diff(
+    a: Sequence[bool],
+    b: Sequence[bool],
+    confidence: float = 0.95,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> dict:
+    """Accuracy difference ``mean(b) - mean(a)`` with a paired bootstrap CI.
+
+    Items are resampled jointly (``paired=True``), using BCa. If SciPy warns
+    or returns NaN bounds (degenerate data), the percentile method is used;
+    if the bounds are still not finite, or the per-item differences are all
+    equal (so every resample gives the same value), the point estimate is
+    returned as both bounds. Deterministic for a given ``seed``.
+    Returns ``{"diff", "ci_low", "ci_high"}``.
+    """
+    _check_confidence(confidence)
+    a_arr, b_arr = _paired(a, b)
+    if a_arr.size == 0:
+        raise ValueError("paired_bootstrap_diff needs at least one item")
+    a_f, b_f = a_arr.astype(float), b_arr.astype(float)
+    diff = float(_diff_of_means(a_f, b_f))
+    d = b_f - a_f
+    if np.all(d == d[0]):  # constant differences: the bootstrap distribution is a point
+        return {"diff": diff, "ci_low": diff, "ci_high": diff}
+
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = stats.bootstrap(
+                (a_f, b_f),
+                _diff_of_means,
+                paired=True,
+                vectorized=True,
+                n_resamples=n_resamples,
+                confidence_level=confidence,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        if np.isfinite(low) and np.isfinite(high) and (not caught or method == "percentile"):
+            return {"diff": diff, "ci_low": low, "ci_high": high}
+    return {"diff": diff, "ci_low": diff, "ci_high": diff}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values, in the input order.
+
+    With p-values sorted ascending ``p_(1) <= ... <= p_(m)``, the adjusted
+    value is ``min(1, max_{j <= i} (m - j + 1) * p_(j))``, which makes the
+    adjusted values monotone in the raw ones.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1:
+        raise ValueError("p_values must be one-dimensional")
+    if np.any(~((p >= 0.0) & (p <= 1.0))):
+        raise ValueError("p_values must lie in [0, 1]")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = (m - np.arange(m)) * p[order]
+    adjusted_sorted = np.minimum(1.0, np.maximum.accumulate(scaled))
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    return adjusted.tolist()
+
+
+def pairwise_comparisons(
+    results: dict[str, Sequence[bool]], alpha: float = 0.05, seed: int = 0
+) -> list[dict]:
+    """Compare every unordered pair of systems scored on the same items.
+
+    For each pair ``(first, second)`` of keys, in insertion order, runs
+    :func:`mcnemar_exact` and :func:`paired_bootstrap_diff` (``diff`` is
+    second minus first), then Holm-adjusts the McNemar p-values over all
+    pairs. Each entry has keys ``a, b, n, b01, b10, p_value, p_holm,
+    significant, diff, ci_low, ci_high``; ``significant`` is ``p_holm < alpha``.
+    """
+    rows = []
+    for name_a, name_b in itertools.combinations(results, 2):
+        test = mcnemar_exact(results[name_a], results[name_b])
+        boot = paired_bootstrap_diff(results[name_a], results[name_b], seed=seed)
+        rows.append({"a": name_a, "b": name_b, **test, **boot})
+    for row, p_adj in zip(rows, holm([r["p_value"] for r in rows])):
+        row["p_holm"] = p_adj
+        row["significant"] = bool(p_adj < alpha)
+    keys = ("a", "b", "n", "b01", "b10", "p_value", "p_holm", "significant",
+            "diff", "ci_low", "ci_high")
+    return [{k: row[k] for k in keys} for row in rows]
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` are correct.
+
+    Estimates ``1 - C(n - c, k) / C(n, k)`` in the numerically stable form
+    ``1 - prod_{i=n-c+1}^{n} (1 - k / i)`` (Chen et al., 2021).
+    Raises ValueError for ``k < 1``, ``n < k``, or ``c`` outside ``[0, n]``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if n < k:
+        raise ValueError(f"need n >= k samples, got n={n}, k={k}")
+    if not 0 <= c <= n:
+        raise ValueError(f"c must be in [0, n={n}], got {c}")
+    if c == 0:
+        return 0.0
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))

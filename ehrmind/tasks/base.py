@@ -1,0 +1,57 @@
+"""The task contract: every task is one module that turns a data source into
+`Example`s and scores a parsed answer against an example's gold record.
+
+Prompt, SFT target and reward are built from these fields by the generic
+pipeline (`ehrmind.answer`), so a new task only has to say what its data is and
+what a correct answer is.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+class DataError(ValueError):
+    """A data file does not have the expected format (message names file, row, field)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str                 # stable across runs; used to pair items between stages
+    category: str           # reporting group (MedCalc category, trial label, ...)
+    question: str           # user-message text: the record plus the question
+    gold: dict[str, Any]    # JSON-serializable; everything `Task.score` needs
+    reasoning: str          # SFT target inside <think>
+    answer: dict[str, Any]  # SFT target answer JSON, e.g. {"answer": "88.2"}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Example":
+        return cls(**obj)
+
+
+@dataclass(frozen=True)
+class Score:
+    correct: bool
+    error: str | None = None   # why the answer could not be scored (None when it could)
+    value: Any = None          # the answer as the scorer read it, for predictions.jsonl
+
+
+class Task(Protocol):
+    name: str
+    # Sentence appended to the system prompt describing the answer JSON,
+    # e.g. 'The answer JSON is {"answer": <number or date>}.'
+    answer_instructions: str
+
+    def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
+        """Return the examples of `split` ("train" or "test").
+
+        `data_cfg` is this task's block of the run config (source, sizes, ...).
+        Raises DataError naming file, row and field on malformed input."""
+        ...
+
+    def score(self, answer: dict[str, Any], gold: dict[str, Any]) -> Score:
+        """Score an answer JSON object (already parsed, never evaluated)."""
+        ...

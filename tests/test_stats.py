@@ -1,0 +1,346 @@
+"""Tests for ehrmind.stats, checked against values worked out by hand."""
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ehrmind.stats import (
+    accuracy_summary,
+    holm,
+    mcnemar_exact,
+    paired_bootstrap_diff,
+    pairwise_comparisons,
+    pass_at_k,
+    wilson_interval,
+)
+
+# z for 95%: 1.959964, z^2 = 3.841459, z^2/2 = 1.920729, z^2/4 = 0.960365
+
+
+# ---------------------------------------------------------------- Wilson
+
+
+def test_wilson_8_of_10():
+    # denom = n + z^2 = 13.841459
+    # center = (8 + 1.920729) / 13.841459 = 9.920729 / 13.841459 = 0.716740
+    # half = z / denom * sqrt(n p (1-p) + z^2/4)
+    #      = 1.959964 / 13.841459 * sqrt(10*0.8*0.2 + 0.960365)
+    #      = 0.141601 * sqrt(2.560365) = 0.141601 * 1.600114 = 0.226578
+    # -> (0.490162, 0.943318)
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4)
+    assert high == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_wilson_0_of_10():
+    # p = 0: center = half = (z^2/2) / (n + z^2), so low = 0 and
+    # high = z^2 / (n + z^2) = 3.841459 / 13.841459 = 0.277533
+    low, high = wilson_interval(0, 10)
+    assert low == pytest.approx(0.0, abs=1e-12)
+    assert high == pytest.approx(0.277533, abs=1e-5)
+
+
+def test_wilson_10_of_10():
+    # mirror image of 0/10: low = 10 / 13.841459 = 0.722467, high = 1
+    low, high = wilson_interval(10, 10)
+    assert low == pytest.approx(0.722467, abs=1e-5)
+    assert high == pytest.approx(1.0, abs=1e-12)
+
+
+def test_wilson_other_confidence_is_narrower():
+    lo90, hi90 = wilson_interval(8, 10, confidence=0.90)
+    lo95, hi95 = wilson_interval(8, 10)
+    assert lo95 < lo90 < 0.8 < hi90 < hi95
+
+
+@pytest.mark.parametrize(
+    "successes, n, confidence",
+    [(0, 0, 0.95), (1, 0, 0.95), (-1, 10, 0.95), (11, 10, 0.95), (5, 10, 1.0), (5, 10, 0.0)],
+)
+def test_wilson_errors(successes, n, confidence):
+    with pytest.raises(ValueError):
+        wilson_interval(successes, n, confidence)
+
+
+def test_accuracy_summary():
+    s = accuracy_summary([True] * 8 + [False] * 2)
+    assert s["n"] == 10 and s["n_correct"] == 8
+    assert s["accuracy"] == pytest.approx(0.8)
+    assert s["ci_low"] == pytest.approx(0.4902, abs=1e-4)
+    assert s["ci_high"] == pytest.approx(0.9433, abs=1e-4)
+
+
+def test_accuracy_summary_empty():
+    with pytest.raises(ValueError):
+        accuracy_summary([])
+
+
+# ---------------------------------------------------------------- McNemar
+
+
+def _pairs(n00=0, n01=0, n10=0, n11=0):
+    """Build paired vectors with the given counts of (a, b) outcomes."""
+    cells = [(False, False)] * n00 + [(False, True)] * n01 + [(True, False)] * n10 + [(True, True)] * n11
+    return [x for x, _ in cells], [y for _, y in cells]
+
+
+def test_mcnemar_5_vs_0():
+    # 5 discordant pairs all one way: p = 2 * (1/2)^5 = 2/32 = 0.0625
+    a, b = _pairs(n00=3, n01=5, n11=4)
+    r = mcnemar_exact(a, b)
+    assert (r["n"], r["b01"], r["b10"]) == (12, 5, 0)
+    assert r["p_value"] == pytest.approx(0.0625)
+
+
+def test_mcnemar_6_vs_1():
+    # 7 discordant: p = 2 * (C(7,0) + C(7,1)) / 2^7 = 2 * (1 + 7) / 128 = 0.125
+    a, b = _pairs(n01=6, n10=1, n11=2)
+    r = mcnemar_exact(a, b)
+    assert (r["b01"], r["b10"]) == (6, 1)
+    assert r["p_value"] == pytest.approx(0.125)
+
+
+def test_mcnemar_symmetric_in_direction():
+    # swapping a and b swaps b01/b10 but not the p-value
+    a, b = _pairs(n01=1, n10=6)
+    r = mcnemar_exact(a, b)
+    assert (r["b01"], r["b10"]) == (1, 6)
+    assert r["p_value"] == pytest.approx(0.125)
+
+
+def test_mcnemar_balanced_is_one():
+    # 3 vs 3: two-sided p = sum of all outcomes = 1
+    a, b = _pairs(n01=3, n10=3)
+    assert mcnemar_exact(a, b)["p_value"] == pytest.approx(1.0)
+
+
+def test_mcnemar_no_discordant():
+    a, b = _pairs(n00=4, n11=6)
+    r = mcnemar_exact(a, b)
+    assert (r["b01"], r["b10"], r["p_value"]) == (0, 0, 1.0)
+
+
+def test_mcnemar_length_mismatch():
+    with pytest.raises(ValueError):
+        mcnemar_exact([True, False], [True])
+
+
+# ---------------------------------------------------------------- Holm
+
+
+def test_holm_basic():
+    # sorted: 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
+    # back in input order [0.01, 0.04, 0.03] -> [0.03, 0.06, 0.06]
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_holm_monotonicity_matters():
+    # m = 4, sorted input: 0.01*4 = 0.04, 0.015*3 = 0.045, 0.04*2 = 0.08,
+    # 0.045*1 = 0.045 -> the last must be raised to the running max 0.08
+    assert holm([0.045, 0.01, 0.04, 0.015]) == pytest.approx([0.08, 0.04, 0.08, 0.045])
+
+
+def test_holm_caps_at_one():
+    # 0.3*3 = 0.9, 0.5*2 = 1.0, 0.6*1 = 0.6 -> max 1.0; 0.9 would be 0.9 anyway
+    assert holm([0.6, 0.3, 0.5]) == pytest.approx([1.0, 0.9, 1.0])
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+
+
+def test_holm_edge_cases():
+    assert holm([]) == []
+    assert holm([0.02]) == pytest.approx([0.02])
+    with pytest.raises(ValueError):
+        holm([0.1, 1.5])
+    with pytest.raises(ValueError):
+        holm([float("nan")])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), max_size=20))
+def test_holm_properties(ps):
+    adj = holm(ps)
+    m = len(ps)
+    assert len(adj) == m
+    for p, q in zip(ps, adj):
+        assert p <= q + 1e-12 and q <= 1.0 and q <= m * p + 1e-12
+    for (p1, q1), (p2, q2) in itertools.combinations(zip(ps, adj), 2):
+        if p1 < p2:
+            assert q1 <= q2 + 1e-12
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def _random_pair(n=60, seed=1):
+    rng = np.random.default_rng(seed)
+    return (rng.random(n) < 0.5).tolist(), (rng.random(n) < 0.7).tolist()
+
+
+def test_bootstrap_contains_point_and_is_deterministic():
+    a, b = _random_pair()
+    r1 = paired_bootstrap_diff(a, b, n_resamples=2000, seed=3)
+    r2 = paired_bootstrap_diff(a, b, n_resamples=2000, seed=3)
+    assert r1 == r2
+    assert r1["diff"] == pytest.approx(np.mean(b) - np.mean(a))
+    assert r1["ci_low"] <= r1["diff"] <= r1["ci_high"]
+    assert r1["ci_low"] < r1["ci_high"]
+    # a different seed gives (generally) different bounds, still around diff
+    r3 = paired_bootstrap_diff(a, b, n_resamples=2000, seed=4)
+    assert r3["diff"] == r1["diff"]
+    assert r3["ci_low"] <= r3["diff"] <= r3["ci_high"]
+
+
+def test_bootstrap_all_identical():
+    a = [True, False, True, True]
+    r = paired_bootstrap_diff(a, a, n_resamples=500)
+    assert r == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_bootstrap_constant_nonzero_difference():
+    # every item: a wrong, b right -> diff = 1 and every resample gives 1
+    r = paired_bootstrap_diff([False] * 5, [True] * 5, n_resamples=500)
+    assert r == {"diff": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+
+
+def test_bootstrap_nearly_degenerate_is_finite_and_quiet():
+    # a single discordant pair out of 8: result must be finite and emit no warnings
+    a, b = _pairs(n00=3, n01=1, n11=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = paired_bootstrap_diff(a, b, n_resamples=500)
+    assert r["diff"] == pytest.approx(1 / 8)
+    assert all(math.isfinite(r[k]) for k in ("ci_low", "ci_high"))
+    assert r["ci_low"] <= r["diff"] <= r["ci_high"]
+
+
+def _fake_bootstrap(results):
+    """Stand-in for scipy.stats.bootstrap returning canned bounds per method."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake(data, statistic, *, method, **kwargs):
+        calls.append(method)
+        low, high, warn = results[method]
+        if warn:
+            warnings.warn("degenerate", RuntimeWarning)
+        return SimpleNamespace(confidence_interval=SimpleNamespace(low=low, high=high))
+
+    return fake, calls
+
+
+def test_bootstrap_falls_back_to_percentile(monkeypatch):
+    import ehrmind.stats as mod
+
+    fake, calls = _fake_bootstrap({"BCa": (np.nan, np.nan, True), "percentile": (0.0, 0.5, False)})
+    monkeypatch.setattr(mod.stats, "bootstrap", fake)
+    r = paired_bootstrap_diff([False, True, False], [True, True, False])
+    assert calls == ["BCa", "percentile"]
+    assert r == pytest.approx({"diff": 1 / 3, "ci_low": 0.0, "ci_high": 0.5})
+
+
+def test_bootstrap_warning_alone_triggers_fallback(monkeypatch):
+    import ehrmind.stats as mod
+
+    fake, calls = _fake_bootstrap({"BCa": (0.1, 0.2, True), "percentile": (0.0, 0.5, False)})
+    monkeypatch.setattr(mod.stats, "bootstrap", fake)
+    r = paired_bootstrap_diff([False, True, False], [True, True, False])
+    assert calls == ["BCa", "percentile"]
+    assert (r["ci_low"], r["ci_high"]) == (0.0, 0.5)
+
+
+def test_bootstrap_falls_back_to_point(monkeypatch):
+    import ehrmind.stats as mod
+
+    fake, calls = _fake_bootstrap({"BCa": (np.nan, np.nan, True), "percentile": (np.nan, np.nan, True)})
+    monkeypatch.setattr(mod.stats, "bootstrap", fake)
+    r = paired_bootstrap_diff([False, True, False], [True, True, False])
+    assert calls == ["BCa", "percentile"]
+    assert r == pytest.approx({"diff": 1 / 3, "ci_low": 1 / 3, "ci_high": 1 / 3})
+
+
+def test_bootstrap_errors():
+    with pytest.raises(ValueError):
+        paired_bootstrap_diff([True, False], [True])
+    with pytest.raises(ValueError):
+        paired_bootstrap_diff([], [])
+
+
+# ---------------------------------------------------------------- pairwise
+
+
+def test_pairwise_comparisons():
+    # x = F F F F F F T T T T  (acc 0.4)
+    # y = T T T T T F T T T T  (acc 0.9), z = y
+    # x vs y: b01 = 5 (items 0-4), b10 = 0 -> p = 2 * (1/2)^5 = 0.0625
+    # x vs z: same counts                    -> p = 0.0625
+    # y vs z: identical, no discordant pairs -> p = 1
+    x = [False] * 6 + [True] * 4
+    y = [True] * 5 + [False] + [True] * 4
+    z = list(y)
+    out = pairwise_comparisons({"x": x, "y": y, "z": z}, alpha=0.2)
+    assert [(r["a"], r["b"]) for r in out] == [("x", "y"), ("x", "z"), ("y", "z")]
+    assert set(out[0]) == {"a", "b", "n", "b01", "b10", "p_value", "p_holm",
+                           "significant", "diff", "ci_low", "ci_high"}
+    assert (out[0]["b01"], out[0]["b10"]) == (5, 0)
+    assert out[0]["p_value"] == pytest.approx(0.0625)
+    assert out[0]["diff"] == pytest.approx(0.5)  # 0.9 - 0.4
+    # Holm with m = 3 on [0.0625, 0.0625, 1]: 0.1875, max(0.1875, 0.125) = 0.1875, 1
+    assert [r["p_holm"] for r in out] == pytest.approx([0.1875, 0.1875, 1.0])
+    assert [r["significant"] for r in out] == [True, True, False]
+    assert out[2]["diff"] == out[2]["ci_low"] == out[2]["ci_high"] == 0.0
+
+
+def test_pairwise_handles_fewer_than_two():
+    assert pairwise_comparisons({}) == []
+    assert pairwise_comparisons({"only": [True, False]}) == []
+
+
+def test_pairwise_length_mismatch():
+    with pytest.raises(ValueError):
+        pairwise_comparisons({"a": [True, False], "b": [True]})
+
+
+# ---------------------------------------------------------------- pass@k
+
+
+def _pass_at_k_bruteforce(n, c, k):
+    """Fraction of k-subsets of n samples (first c correct) containing a correct one."""
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(i < c for i in s) for s in subsets) / len(subsets)
+
+
+def test_pass_at_k_matches_enumeration():
+    for n in range(1, 8):
+        for k in range(1, n + 1):
+            for c in range(0, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(
+                    _pass_at_k_bruteforce(n, c, k), abs=1e-12
+                ), (n, c, k)
+
+
+def test_pass_at_k_hand_values():
+    # n=5, c=2, k=2: 1 - C(3,2)/C(5,2) = 1 - 3/10 = 0.7
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    # k = 1 reduces to c / n
+    assert pass_at_k(200, 37, 1) == pytest.approx(37 / 200)
+    assert pass_at_k(10, 0, 3) == 0.0
+    assert pass_at_k(10, 8, 3) == 1.0  # n - c = 2 < k
+
+
+def test_pass_at_k_large_n_is_stable():
+    # 1 - C(n-c,k)/C(n,k) with exact integers vs the product form
+    n, c, k = 1000, 10, 100
+    exact = 1 - math.comb(n - c, k) / math.comb(n, k)
+    assert pass_at_k(n, c, k) == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("n, c, k", [(3, 1, 4), (5, 6, 2), (5, -1, 2), (5, 2, 0)])
+def test_pass_at_k_errors(n, c, k):
+    with pytest.raises(ValueError):
+        pass_at_k(n, c, k)

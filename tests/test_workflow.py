@@ -1,0 +1,76 @@
+"""One small end-to-end Snakemake run: two tiny models x MedCalc x all four stages."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+
+
+def _snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--nolock", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, model_cache):
+    root = tmp_path_factory.mktemp("grid")
+    cfg = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
+    cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache))
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = _snakemake(config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return config, root / "results", cfg
+
+
+def test_every_table_cell_is_filled(tiny_run):
+    _, results, cfg = tiny_run
+    main = list(csv.DictReader(open(results / "tables/main.csv")))
+    assert [(r["model"], r["stage"]) for r in main] == [(m, s) for m in cfg["models"] for s in cfg["stages"]]
+    for row in main:
+        assert all(v != "" for k, v in row.items() if k != "medcalc_p_holm_vs_baseline"), row
+        assert row["medcalc_p_holm_vs_baseline"] != "" or row["stage"] == "baseline"
+    per = list(csv.DictReader(open(results / "tables/per_category_medcalc.csv")))
+    assert set(per[0]) >= {"lab", "physical", "risk", "severity", "diagnosis", "date", "dosage"}
+    assert all(v != "" for r in per for v in r.values())
+    sig = list(csv.DictReader(open(results / "tables/significance.csv")))
+    assert sum(r["family"] == "stages" for r in sig) == 2 * 6      # C(4,2) stage pairs per model
+    assert sum(r["family"] == "models" for r in sig) == 4          # one model pair per stage
+    for ext in ("md", "tex"):
+        assert (results / f"tables/main.{ext}").read_text().count("tiny-b") == 4
+
+
+def test_cells_hold_predictions_and_provenance(tiny_run):
+    _, results, _ = tiny_run
+    cell = results / "cells/tiny-a/medcalc/sft_rlvr"
+    preds = [l for l in open(cell / "predictions.jsonl")]
+    metrics = yaml.safe_load(open(cell / "metrics.json"))
+    assert len(preds) == metrics["n"] == 14
+    assert metrics["cell"] == {"model": "tiny-a", "task": "medcalc", "stage": "sft_rlvr"}
+    assert metrics["provenance"]["packages"]["trl"] and metrics["provenance"]["device"]["device"]
+    assert (results / "training/tiny-a/medcalc/sft/training_curves.png").exists()
+
+
+def test_rerun_with_nothing_changed_does_nothing(tiny_run):
+    config, _, _ = tiny_run
+    proc = _snakemake(config, "--dry-run")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "r"), "models": {"m": "tiny:1"},
+                                      "tasks": {"medcalc": {}}, "grpo": {"max_steps": "many"}}))
+    proc = _snakemake(config)
+    assert proc.returncode != 0
+    assert "grpo.max_steps" in proc.stderr and "integer" in proc.stderr
+    assert not (tmp_path / "r").exists()

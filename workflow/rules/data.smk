@@ -1,0 +1,23 @@
+rule prepare_data:
+    output:
+        train=f"{R}/data/{{task}}/train.jsonl",
+        test=f"{R}/data/{{task}}/test.jsonl",
+    params:
+        data=lambda w: as_arg(config["tasks"][w.task]),
+    log:
+        f"{R}/logs/prepare_data/{{task}}.log",
+    shell:
+        "ehrmind prepare-data --task {wildcards.task} --data {params.data} --seed {SEED}"
+        " --train-out {output.train} --test-out {output.test} 2>&1 | tee {log}"
+
+
+rule prepare_model:
+    output:
+        f"{R}/models/{{model}}/base.json",
+    params:
+        spec=lambda w: shlex.quote(config["models"][w.model]),
+        cache=shlex.quote(config["model_cache"]),
+    log:
+        f"{R}/logs/prepare_model/{{model}}.log",
+    shell:
+        "ehrmind prepare-model --spec {params.spec} --cache {params.cache} --out {output} 2>&1 | tee {log}"

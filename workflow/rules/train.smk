@@ -1,0 +1,42 @@
+rule sft:
+    input:
+        model=f"{R}/models/{{model}}/base.json",
+        train=f"{R}/data/{{task}}/train.jsonl",
+    output:
+        model=directory(f"{R}/models/{{model}}/{{task}}/sft"),
+        logs=directory(f"{R}/training/{{model}}/{{task}}/sft"),
+    params:
+        settings=as_arg(config["sft"]),
+    threads: workflow.cores
+    resources:
+        **job_resources(),
+    log:
+        f"{R}/logs/sft/{{model}}/{{task}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} ehrmind sft --task {wildcards.task} --model {input.model}"
+        " --train {input.train} --settings {params.settings} --seed {SEED} {TRUST}"
+        " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
+
+
+rule grpo:
+    input:
+        model=lambda w: model_for("sft" if w.stage == "sft_rlvr" else "baseline").format(**w),
+        train=f"{R}/data/{{task}}/train.jsonl",
+    output:
+        model=directory(f"{R}/models/{{model}}/{{task}}/{{stage}}"),
+        logs=directory(f"{R}/training/{{model}}/{{task}}/{{stage}}"),
+    wildcard_constraints:
+        stage="rlvr|sft_rlvr",
+    params:
+        settings=as_arg(config["grpo"]),
+        reward=as_arg(config["reward"]),
+    threads: workflow.cores
+    resources:
+        **job_resources(),
+    log:
+        f"{R}/logs/grpo/{{model}}/{{task}}/{{stage}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} ehrmind grpo --task {wildcards.task} --model {input.model}"
+        " --train {input.train} --settings {params.settings} --reward {params.reward}"
+        " --stage {wildcards.stage} --seed {SEED} {TRUST}"
+        " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
