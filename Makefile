@@ -21,7 +21,7 @@ $(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-embedded.txt pyp
 	touch $@
 
 reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the tables
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	@echo; echo "Tables: results/embedded/tables/ (main.md, per_category_medcalc.md, significance.md; .tex, .csv)"
 
 test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)

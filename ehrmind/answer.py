@@ -13,10 +13,9 @@ from typing import Any
 
 from ehrmind.tasks import Example, Score, Task
 
-SYSTEM_PROMPT = (
-    "You are a clinical reasoning assistant. Think step by step inside <think> </think>, "
-    "then give the final answer as JSON inside <answer> </answer>. {answer_instructions}"
-)
+# Kept short on purpose: every prompt token is paid for in evaluation, SFT and every GRPO rollout.
+SYSTEM_PROMPT = ("Reason step by step inside <think> </think>, then give the final answer "
+                 "inside <answer> </answer>. {answer_instructions}")
 
 _TAG = re.compile(r"</?(think|answer)>")
 _LAYOUT = re.compile(r"\s*<think>(?P<think>.*)</think>\s*<answer>(?P<answer>.*)</answer>\s*", re.S)

@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,10 @@ def cmd_prepare_model(a) -> None:
 def cmd_sft(a) -> None:
     from ehrmind import training
     from ehrmind.tasks import get_task
-    summary = training.sft(get_task(a.task), a.model, _examples(a.train), a.settings, a.seed,
-                           Path(a.out), Path(a.log_dir), a.trust_remote_code)
+    from ehrmind.tasks.base import balanced_subsample
+    train = balanced_subsample(_examples(a.train), a.settings.get("examples_per_category"), a.seed)
+    summary = training.sft(get_task(a.task), a.model, train, a.settings, a.seed,
+                           Path(a.out), Path(a.log_dir), a.trust_remote_code, a.precision)
     log.info("sft done: %s", summary)
 
 
@@ -63,7 +66,7 @@ def cmd_grpo(a) -> None:
     from ehrmind import training
     from ehrmind.tasks import get_task
     summary = training.grpo(get_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
-                            a.seed, Path(a.out), Path(a.log_dir), a.stage, a.trust_remote_code)
+                            a.seed, Path(a.out), Path(a.log_dir), a.stage, a.trust_remote_code, a.precision)
     log.info("grpo done: %s", summary)
 
 
@@ -72,7 +75,7 @@ def cmd_evaluate(a) -> None:
     from ehrmind.tasks import get_task
     cell = dict(kv.split("=", 1) for kv in a.cell)
     evaluate(get_task(a.task), a.model, _examples(a.test), a.settings, a.reward, Path(a.out), cell,
-             a.seed, a.trust_remote_code)
+             a.seed, a.trust_remote_code, a.precision)
 
 
 def cmd_tables(a) -> None:
@@ -84,7 +87,7 @@ def cmd_tables(a) -> None:
 
 def cmd_bench(a) -> None:
     from ehrmind import bench
-    bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.prompts)
+    bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.batches, a.precision)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--seed", type=int, default=0)
         if trust:
             sp.add_argument("--trust-remote-code", action="store_true")
+            sp.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                            help="auto: bf16 where the hardware does it natively (CUDA, AVX512-BF16/AMX CPUs)")
 
     sp = verb("validate-config", cmd_validate_config, "check a run config against the schema")
     sp.add_argument("config")
@@ -155,14 +160,17 @@ def parser() -> argparse.ArgumentParser:
 
     sp = verb("bench", cmd_bench, "print evaluation throughput (tokens/s) at several batch sizes")
     sp.add_argument("--model", default="embedded:smollm2-135m-instruct", help="model spec or checkpoint")
-    sp.add_argument("--batch-sizes", default="1,8,32")
+    sp.add_argument("--batch-sizes", default="1,8,32,64")
     sp.add_argument("--new-tokens", type=int, default=128)
-    sp.add_argument("--prompts", type=int, default=64, help="prompts per batch size (at least the batch)")
+    sp.add_argument("--batches", type=int, default=2, help="timed batches per batch size")
+    sp.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # TRL still calls transformers APIs deprecated for v6; the notices only bury the progress lines.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     from ehrmind.config import ConfigError

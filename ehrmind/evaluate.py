@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 
 def evaluate(task: Task, model: str, examples: list[Example], gen_cfg: dict[str, Any],
              reward_cfg: dict[str, float], out_dir: Path, cell: dict[str, Any], seed: int = 0,
-             trust_remote_code: bool = False) -> dict[str, Any]:
+             trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
     if not examples:
         raise ValueError(f"no test examples for task {task.name}")
     started = time.perf_counter()
-    net, tokenizer = models.load(model, trust_remote_code)
+    net, tokenizer = models.load(model, trust_remote_code, precision=precision)
     net.eval()
     chats = [answer.build_messages(task, ex) for ex in examples]
     outputs = generate(net, tokenizer, chats, max_new_tokens=gen_cfg["max_new_tokens"],
@@ -40,7 +40,7 @@ def evaluate(task: Task, model: str, examples: list[Example], gen_cfg: dict[str,
         })
     wall = time.perf_counter() - started
     metrics = summarize(predictions)
-    metrics.update(cell=cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed,
+    metrics.update(cell=cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed, dtype=str(net.dtype),
                    wall_time_s=round(wall, 2), provenance=provenance.collect())
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "predictions.jsonl", predictions)

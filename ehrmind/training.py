@@ -40,12 +40,12 @@ def _save(trainer, tokenizer, out_dir: Path, log_dir: Path, summary: dict[str, A
 
 
 def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed: int,
-        out_dir: Path, log_dir: Path, trust_remote_code: bool = False) -> dict[str, Any]:
+        out_dir: Path, log_dir: Path, trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    net, tokenizer = models.load(model, trust_remote_code, for_generation=False)
+    net, tokenizer = models.load(model, trust_remote_code, for_generation=False, precision=precision)
     data = Dataset.from_list([
         {"prompt": _prompt(task, ex),
          "completion": [{"role": "assistant", "content": answer.sft_completion(ex)}]}
@@ -60,8 +60,9 @@ def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed:
                          learning_rate=cfg["learning_rate"], per_device_train_batch_size=cfg["batch_size"],
                          max_length=cfg["max_length"], lr_scheduler_type="constant", warmup_steps=0,
                          logging_steps=1, save_strategy="no", report_to="none", seed=seed,
-                         data_seed=seed, dataloader_num_workers=0, disable_tqdm=False,
-                         bf16=models.device() == "cuda")
+                         data_seed=seed, dataloader_num_workers=0, dataloader_pin_memory=models.device() == "cuda",
+                         gradient_checkpointing=cfg["gradient_checkpointing"],
+                         bf16=models.use_bf16(precision), use_cpu=models.device() == "cpu")
         trainer = SFTTrainer(model=net, args=args, train_dataset=data, processing_class=tokenizer,
                              peft_config=peft_config)
         started = time.perf_counter()
@@ -75,11 +76,13 @@ def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed:
 
 
 def grpo(task: Task, model: str, train: list[Example], cfg: dict[str, Any], reward_cfg: dict[str, float],
-         seed: int, out_dir: Path, log_dir: Path, stage: str, trust_remote_code: bool = False) -> dict[str, Any]:
+         seed: int, out_dir: Path, log_dir: Path, stage: str, trust_remote_code: bool = False,
+         precision: str = "auto") -> dict[str, Any]:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    net, tokenizer = models.load(model, trust_remote_code, for_generation=True)
+    net, tokenizer = models.load(model, trust_remote_code, for_generation=False, precision=precision)
+    tokenizer.padding_side = "left"   # rollouts are generated in batches
     data = Dataset.from_list([{"prompt": _prompt(task, ex), "gold": json.dumps(ex.gold)} for ex in train])
 
     def _texts(completions) -> list[str]:
@@ -103,7 +106,8 @@ def grpo(task: Task, model: str, train: list[Example], cfg: dict[str, Any], rewa
                           temperature=cfg["temperature"], top_p=cfg["top_p"],
                           reward_weights=[1.0, 0.0], use_vllm=cfg["use_vllm"],
                           logging_steps=1, save_strategy="no", report_to="none", seed=seed,
-                          data_seed=seed, dataloader_num_workers=0, bf16=models.device() == "cuda")
+                          data_seed=seed, dataloader_num_workers=0, dataloader_pin_memory=models.device() == "cuda", bf16=models.use_bf16(precision), use_cpu=models.device() == "cpu",
+                          gradient_checkpointing=cfg["gradient_checkpointing"])
         trainer = GRPOTrainer(model=net, reward_funcs=[rule_reward, accuracy], args=args,
                               train_dataset=data, processing_class=tokenizer)
         started = time.perf_counter()

@@ -22,10 +22,11 @@ class AddOne:
 EXAMPLES = [Example(f"t{i}", "c", f"What is {i} plus 1?", {"x": i + 1}, f"{i} plus 1 is {i + 1}.",
                     {"answer": i + 1}) for i in range(8)]
 SFT = {"method": "full", "epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "max_length": 128,
-       "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+       "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+       "gradient_checkpointing": False}
 GRPO = {"max_steps": 2, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 8,
         "learning_rate": 1e-2, "beta": 0.001, "epsilon": 0.2, "temperature": 1.0, "top_p": 1.0,
-        "use_vllm": False}
+        "use_vllm": False, "gradient_checkpointing": False}
 
 
 def _weights(model_ref_or_dir: Path) -> dict:

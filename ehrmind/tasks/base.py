@@ -7,8 +7,11 @@ what a correct answer is.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass
+from random import Random
+from typing import Any, Callable, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class DataError(ValueError):
@@ -55,3 +58,19 @@ class Task(Protocol):
     def score(self, answer: dict[str, Any], gold: dict[str, Any]) -> Score:
         """Score an answer JSON object (already parsed, never evaluated)."""
         ...
+
+
+def balanced_subsample(items: list[T], per_category: int | None, seed: int,
+                       category: Callable[[T], str] = lambda ex: ex.category) -> list[T]:
+    """Up to `per_category` items of each category, drawn with `seed`; original order kept."""
+    if per_category is None:
+        return items
+    by_category: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_category.setdefault(category(item), []).append(i)
+    rng = Random(seed)
+    keep: set[int] = set()
+    for name in sorted(by_category):
+        idx = by_category[name]
+        keep.update(rng.sample(idx, min(per_category, len(idx))))
+    return [item for i, item in enumerate(items) if i in keep]

@@ -4,7 +4,12 @@ import shlex
 
 from ehrmind import config as run_config
 
-_validated = run_config.validate(dict(config), origin=", ".join(workflow.overwrite_configfiles) or "config")
+DEFAULT_CONFIG = "workflow/config/embedded.yaml"   # used when no --configfile is given
+
+if config:
+    _validated = run_config.validate(dict(config), origin=", ".join(map(str, workflow.overwrite_configfiles)) or "--config")
+else:
+    _validated = run_config.load(DEFAULT_CONFIG)
 config.clear()
 config.update(_validated)
 
@@ -14,7 +19,8 @@ MODELS = list(config["models"])
 TASKS = list(config["tasks"])
 STAGES = config["stages"]
 TRAINED = {"sft", "rlvr", "sft_rlvr"}
-TRUST = "--trust-remote-code" if config["trust_remote_code"] else ""
+# Flags shared by every rule that loads a model.
+MODEL_FLAGS = f"--precision {config['precision']}" + (" --trust-remote-code" if config["trust_remote_code"] else "")
 
 
 def _alternatives(values):

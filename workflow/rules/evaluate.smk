@@ -16,6 +16,6 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}/{{task}}/{{stage}}.log",
     shell:
         "OMP_NUM_THREADS={threads} ehrmind evaluate --task {wildcards.task} --model {input.model}"
-        " --test {input.test} --settings {params.settings} --reward {params.reward} --seed {SEED} {TRUST}"
+        " --test {input.test} --settings {params.settings} --reward {params.reward} --seed {SEED} {MODEL_FLAGS}"
         " --cell model={wildcards.model} task={wildcards.task} stage={wildcards.stage}"
         " --out {params.out} 2>&1 | tee {log}"

@@ -14,7 +14,7 @@ rule sft:
         f"{R}/logs/sft/{{model}}/{{task}}.log",
     shell:
         "OMP_NUM_THREADS={threads} ehrmind sft --task {wildcards.task} --model {input.model}"
-        " --train {input.train} --settings {params.settings} --seed {SEED} {TRUST}"
+        " --train {input.train} --settings {params.settings} --seed {SEED} {MODEL_FLAGS}"
         " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
 
 
@@ -38,5 +38,5 @@ rule grpo:
     shell:
         "OMP_NUM_THREADS={threads} ehrmind grpo --task {wildcards.task} --model {input.model}"
         " --train {input.train} --settings {params.settings} --reward {params.reward}"
-        " --stage {wildcards.stage} --seed {SEED} {TRUST}"
+        " --stage {wildcards.stage} --seed {SEED} {MODEL_FLAGS}"
         " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"

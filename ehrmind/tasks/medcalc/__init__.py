@@ -14,10 +14,10 @@ data_cfg keys:
 """
 from __future__ import annotations
 
-from random import Random
 from typing import Any
 
 from ehrmind.tasks.base import DataError, Example, Score
+from ehrmind.tasks.base import balanced_subsample as _balanced
 from ehrmind.tasks.medcalc.scoring import (CALCULATORS, format_date, parse_date, parse_number,
                                            parse_weeks_days, rule_for, score_value)
 from ehrmind.tasks.medcalc.source import (COLUMNS, DEFAULT_HUB_ID, is_local, read_rows, validate_rows,
@@ -56,17 +56,7 @@ def rows_to_examples(rows: list[dict[str, str]], split: str) -> list[Example]:
 
 def balanced_subsample(rows: list[dict[str, str]], per_category: int | None, seed: int) -> list[dict[str, str]]:
     """Up to `per_category` rows of each category, seeded; original order kept."""
-    if per_category is None:
-        return rows
-    by_cat: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        by_cat.setdefault(row["Category"].strip(), []).append(i)
-    rng = Random(seed)
-    keep: set[int] = set()
-    for cat in sorted(by_cat):
-        idx = by_cat[cat]
-        keep.update(rng.sample(idx, min(per_category, len(idx))))
-    return [row for i, row in enumerate(rows) if i in keep]
+    return _balanced(rows, per_category, seed, category=lambda row: row["Category"].strip())
 
 
 def _per_category(cfg: dict[str, Any], split: str, embedded: bool) -> int | None:
@@ -81,9 +71,7 @@ def _per_category(cfg: dict[str, Any], split: str, embedded: bool) -> int | None
 class MedCalcTask:
     name = "medcalc"
     answer_instructions = (
-        'The answer JSON is {"answer": X}, where X is the number asked for (for example 88.2), '
-        'a date written MM/DD/YYYY (for example "09/23/2014"), or, for gestational age, '
-        'weeks and days written "(4 weeks, 3 days)".'
+        'Answer JSON: {"answer": X}, X a number, a date "MM/DD/YYYY" or "(W weeks, D days)".'
     )
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
