@@ -39,8 +39,18 @@ def _save(trainer, tokenizer, out_dir: Path, log_dir: Path, summary: dict[str, A
         tokenizer.save_pretrained(tmp)
 
 
-def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed: int,
-        out_dir: Path, log_dir: Path, trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
+def _shared_args(cfg: dict[str, Any], seed: int, precision: str) -> dict[str, Any]:
+    """TrainingArguments both trainers share: constant lr, a log line per step, no
+    trainer checkpoints (the stage saves its own), seeded, bf16 where `models.use_bf16`."""
+    on_gpu = models.device() == "cuda"
+    return dict(learning_rate=cfg["learning_rate"], lr_scheduler_type="constant", warmup_steps=0,
+                logging_steps=1, save_strategy="no", report_to="none", seed=seed, data_seed=seed,
+                dataloader_num_workers=0, dataloader_pin_memory=on_gpu, use_cpu=not on_gpu,
+                bf16=models.use_bf16(precision), gradient_checkpointing=cfg["gradient_checkpointing"])
+
+
+def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed: int, out_dir: Path,
+        log_dir: Path, trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -57,19 +67,16 @@ def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed:
                                  task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory() as scratch:
         args = SFTConfig(output_dir=scratch, num_train_epochs=cfg["epochs"],
-                         learning_rate=cfg["learning_rate"], per_device_train_batch_size=cfg["batch_size"],
-                         max_length=cfg["max_length"], lr_scheduler_type="constant", warmup_steps=0,
-                         logging_steps=1, save_strategy="no", report_to="none", seed=seed,
-                         data_seed=seed, dataloader_num_workers=0, dataloader_pin_memory=models.device() == "cuda",
-                         gradient_checkpointing=cfg["gradient_checkpointing"],
-                         bf16=models.use_bf16(precision), use_cpu=models.device() == "cpu")
+                         per_device_train_batch_size=cfg["batch_size"], max_length=cfg["max_length"],
+                         **_shared_args(cfg, seed, precision))
         trainer = SFTTrainer(model=net, args=args, train_dataset=data, processing_class=tokenizer,
                              peft_config=peft_config)
         started = time.perf_counter()
         result = trainer.train()
         summary = {"stage": "sft", "method": cfg["method"], "examples": len(train),
                    "steps": trainer.state.global_step, "train_loss": result.training_loss,
-                   "trained_tokens": max((h.get("num_tokens", 0) for h in trainer.state.log_history), default=0),
+                   "trained_tokens": max((h.get("num_tokens", 0) for h in trainer.state.log_history),
+                                         default=0),
                    "wall_time_s": time.perf_counter() - started}
         _save(trainer, tokenizer, out_dir, log_dir, summary, ["loss"])
     return summary
@@ -97,17 +104,14 @@ def grpo(task: Task, model: str, train: list[Example], cfg: dict[str, Any], rewa
                 for t, g in zip(_texts(completions), gold)]
 
     with tempfile.TemporaryDirectory() as scratch:
+        # One policy update per batch of rollouts (EHRMind): steps_per_generation = num_iterations = 1.
         args = GRPOConfig(output_dir=scratch, max_steps=cfg["max_steps"],
                           per_device_train_batch_size=cfg["prompts_per_step"] * cfg["num_generations"],
                           num_generations=cfg["num_generations"], steps_per_generation=1,
                           num_iterations=1, max_completion_length=cfg["max_completion_length"],
-                          learning_rate=cfg["learning_rate"], lr_scheduler_type="constant",
-                          warmup_steps=0, beta=cfg["beta"], epsilon=cfg["epsilon"],
-                          temperature=cfg["temperature"], top_p=cfg["top_p"],
-                          reward_weights=[1.0, 0.0], use_vllm=cfg["use_vllm"],
-                          logging_steps=1, save_strategy="no", report_to="none", seed=seed,
-                          data_seed=seed, dataloader_num_workers=0, dataloader_pin_memory=models.device() == "cuda", bf16=models.use_bf16(precision), use_cpu=models.device() == "cpu",
-                          gradient_checkpointing=cfg["gradient_checkpointing"])
+                          beta=cfg["beta"], epsilon=cfg["epsilon"], temperature=cfg["temperature"],
+                          top_p=cfg["top_p"], reward_weights=[1.0, 0.0], use_vllm=cfg["use_vllm"],
+                          **_shared_args(cfg, seed, precision))
         trainer = GRPOTrainer(model=net, reward_funcs=[rule_reward, accuracy], args=args,
                               train_dataset=data, processing_class=tokenizer)
         started = time.perf_counter()

@@ -1,5 +1,6 @@
 # Helpers for the DAG, all derived from the validated config.
 import json
+import os
 import shlex
 
 from ehrmind import config as run_config
@@ -56,12 +57,8 @@ def model_for(stage):
     return f"{R}/models/{{model}}/{{task}}/{stage}"
 
 
-def cell_dir(model, task, stage):
-    return f"{R}/cells/{model}/{task}/{stage}"
-
-
 def all_cells():
-    return [f"{cell_dir(m, t, s)}/metrics.json" for m in MODELS for t in TASKS for s in STAGES]
+    return [f"{R}/cells/{m}/{t}/{s}/metrics.json" for m in MODELS for t in TASKS for s in STAGES]
 
 
 def table_files():

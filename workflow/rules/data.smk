@@ -4,10 +4,11 @@ rule prepare_data:
         test=f"{R}/data/{{task}}/test.jsonl",
     params:
         data=lambda w: as_arg(config["tasks"][w.task]),
+        seed=SEED,
     log:
         f"{R}/logs/prepare_data/{{task}}.log",
     shell:
-        "ehrmind prepare-data --task {wildcards.task} --data {params.data} --seed {SEED}"
+        "ehrmind prepare-data --task {wildcards.task} --data {params.data} --seed {params.seed}"
         " --train-out {output.train} --test-out {output.test} 2>&1 | tee {log}"
 
 

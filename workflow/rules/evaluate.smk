@@ -8,7 +8,9 @@ rule evaluate:
     params:
         settings=as_arg(config["generation"]),
         reward=as_arg(config["reward"]),
-        out=lambda w: cell_dir(w.model, w.task, w.stage),
+        seed=SEED,
+        model_flags=MODEL_FLAGS,
+        out=lambda w, output: os.path.dirname(output.metrics),
     threads: workflow.cores
     resources:
         **job_resources(),
@@ -16,6 +18,6 @@ rule evaluate:
         f"{R}/logs/evaluate/{{model}}/{{task}}/{{stage}}.log",
     shell:
         "OMP_NUM_THREADS={threads} ehrmind evaluate --task {wildcards.task} --model {input.model}"
-        " --test {input.test} --settings {params.settings} --reward {params.reward} --seed {SEED} {MODEL_FLAGS}"
+        " --test {input.test} --settings {params.settings} --reward {params.reward} --seed {params.seed} {params.model_flags}"
         " --cell model={wildcards.model} task={wildcards.task} stage={wildcards.stage}"
         " --out {params.out} 2>&1 | tee {log}"

@@ -4,8 +4,9 @@ rule tables:
     output:
         table_files(),
     params:
-        out=f"{R}/tables",
+        seed=SEED,
+        out=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/tables.log",
     shell:
-        "ehrmind tables {input} --out {params.out} --seed {SEED} 2>&1 | tee {log}"
+        "ehrmind tables {input} --out {params.out} --seed {params.seed} 2>&1 | tee {log}"

@@ -7,6 +7,8 @@ rule sft:
         logs=directory(f"{R}/training/{{model}}/{{task}}/sft"),
     params:
         settings=as_arg(config["sft"]),
+        seed=SEED,
+        model_flags=MODEL_FLAGS,
     threads: workflow.cores
     resources:
         **job_resources(),
@@ -14,7 +16,7 @@ rule sft:
         f"{R}/logs/sft/{{model}}/{{task}}.log",
     shell:
         "OMP_NUM_THREADS={threads} ehrmind sft --task {wildcards.task} --model {input.model}"
-        " --train {input.train} --settings {params.settings} --seed {SEED} {MODEL_FLAGS}"
+        " --train {input.train} --settings {params.settings} --seed {params.seed} {params.model_flags}"
         " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
 
 
@@ -30,6 +32,8 @@ rule grpo:
     params:
         settings=as_arg(config["grpo"]),
         reward=as_arg(config["reward"]),
+        seed=SEED,
+        model_flags=MODEL_FLAGS,
     threads: workflow.cores
     resources:
         **job_resources(),
@@ -38,5 +42,5 @@ rule grpo:
     shell:
         "OMP_NUM_THREADS={threads} ehrmind grpo --task {wildcards.task} --model {input.model}"
         " --train {input.train} --settings {params.settings} --reward {params.reward}"
-        " --stage {wildcards.stage} --seed {SEED} {MODEL_FLAGS}"
+        " --stage {wildcards.stage} --seed {params.seed} {params.model_flags}"
         " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
