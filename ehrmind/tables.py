@@ -24,14 +24,13 @@ BETTER, WORSE = "+", "-"   # marks: significantly above / below the model's base
 ALPHA = 0.05
 
 
-class Cell(dict):
-    """metrics.json plus the per-item correctness from predictions.jsonl, keyed by item id."""
+Cell = dict[str, Any]   # metrics.json plus "items": {item id: correct} from predictions.jsonl
 
 
 def load_cells(metrics_paths: list[str]) -> list[Cell]:
     cells = []
     for path in metrics_paths:
-        metrics = Cell(read_json(path))
+        metrics = read_json(path)
         for key in ("model", "task", "stage"):
             if key not in metrics.get("cell", {}):
                 raise ValueError(f"{path}: field 'cell.{key}' missing; expected the labels written by "
