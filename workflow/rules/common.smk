@@ -1,6 +1,7 @@
 # Helpers for the DAG, all derived from the validated config.
 import json
 import os
+import re
 import shlex
 
 from ehrmind import config as run_config
@@ -8,7 +9,8 @@ from ehrmind import config as run_config
 DEFAULT_CONFIG = "workflow/config/embedded.yaml"   # used when no --configfile is given
 
 if config:
-    _validated = run_config.validate(dict(config), origin=", ".join(map(str, workflow.overwrite_configfiles)) or "--config")
+    origin = ", ".join(map(str, workflow.overwrite_configfiles)) or "--config"
+    _validated = run_config.validate(dict(config), origin=origin)
 else:
     _validated = run_config.load(DEFAULT_CONFIG)
 config.clear()
@@ -19,7 +21,6 @@ SEED = config["seed"]
 MODELS = list(config["models"])
 TASKS = list(config["tasks"])
 STAGES = config["stages"]
-TRAINED = {"sft", "rlvr", "sft_rlvr"}
 # Flags shared by every rule that loads a model.
 MODEL_FLAGS = f"--precision {config['precision']}" + (" --trust-remote-code" if config["trust_remote_code"] else "")
 
