@@ -7,7 +7,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
-.PHONY: help setup reproduce test bench lint dag clean
+REFERENCE := results/reference/embedded
+
+.PHONY: help setup reproduce reference test bench lint dag clean
 help:  ## list targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -23,6 +25,15 @@ $(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-embedded.txt pyp
 reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the tables
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	@echo; echo "Tables: results/embedded/tables/ (main.md, per_category_medcalc.md, significance.md; .tex, .csv)"
+	@if diff -rq $(REFERENCE)/tables results/embedded/tables >/dev/null; \
+	then echo "They are identical to the committed reference, $(REFERENCE)/tables."; \
+	else echo "They differ from the committed reference: diff -r $(REFERENCE)/tables results/embedded/tables"; fi
+
+reference:  ## copy the embedded run's tables, cells and training logs over the committed reference
+	test -f results/embedded/tables/main.md
+	rm -rf $(REFERENCE) && mkdir -p $(REFERENCE)
+	cp -r results/embedded/tables results/embedded/cells results/embedded/training $(REFERENCE)/
+	find $(REFERENCE) -name .snakemake_timestamp -delete
 
 test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)
 	$(BIN)/python -m pytest -q
