@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("ehrmind")
+PRECISIONS = ("auto", "bf16", "fp32")   # the config schema's `precision` values
 
 
 def _json(text: str) -> Any:
@@ -108,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--seed", type=int, default=0)
         if trust:
             sp.add_argument("--trust-remote-code", action="store_true")
-            sp.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+            sp.add_argument("--precision", choices=PRECISIONS, default="auto",
                             help="auto: bf16 where the hardware does it natively (CUDA, AVX512-BF16/AMX CPUs)")
 
     sp = verb("validate-config", cmd_validate_config, "check a run config against the schema")
@@ -163,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-sizes", default="1,8,32,64")
     sp.add_argument("--new-tokens", type=int, default=128)
     sp.add_argument("--batches", type=int, default=2, help="timed batches per batch size")
-    sp.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    sp.add_argument("--precision", choices=PRECISIONS, default="auto")
     return p
 
 

@@ -52,7 +52,7 @@ def generate(model, tokenizer, chats: list[list[dict[str, str]]], *, max_new_tok
             out = model.generate(**batch, **gen_kwargs)
         new = out[:, batch["input_ids"].shape[1]:].tolist()
         for row, tokens in enumerate(new):
-            n = _length(tokens, eos_ids, tokenizer.pad_token_id)
+            n = _length(tokens, eos_ids)
             results[idx[row // num_samples]].append(
                 Generation(tokenizer.decode(tokens[:n], skip_special_tokens=True), n))
             done_tokens += n
@@ -66,7 +66,7 @@ def _as_list(x) -> list:
     return [] if x is None else list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def _length(tokens: list[int], eos_ids: set[int], pad_id: int) -> int:
+def _length(tokens: list[int], eos_ids: set[int]) -> int:
     """Tokens up to and including the first eos; the rest is padding."""
     for i, t in enumerate(tokens):
         if t in eos_ids:
