@@ -1,7 +1,7 @@
 """Task registry: name -> task object. A new task is a module plus one line here."""
 from __future__ import annotations
 
-from ehrmind.tasks.base import DataError, Example, Score, Task
+from ehrmind.tasks.base import ClassificationTask, DataError, Example, Score, Task
 
 
 def _medcalc() -> Task:
@@ -9,8 +9,19 @@ def _medcalc() -> Task:
     return MedCalcTask()
 
 
-_REGISTRY = {"medcalc": _medcalc}
+def _trec_ct() -> Task:
+    from ehrmind.tasks.trec_ct import TrecCTTask
+    return TrecCTTask()
+
+
+def _ehrshot() -> Task:
+    from ehrmind.tasks.ehrshot import EhrshotTask
+    return EhrshotTask()
+
+
+_REGISTRY = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot}
 TASK_NAMES = tuple(_REGISTRY)
+MULTI = "multi"   # training-only task: the union of the grid's training sets
 
 
 def get_task(name: str) -> Task:
@@ -20,4 +31,4 @@ def get_task(name: str) -> Task:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}") from None
 
 
-__all__ = ["DataError", "Example", "Score", "Task", "TASK_NAMES", "get_task"]
+__all__ = ["ClassificationTask", "DataError", "Example", "MULTI", "Score", "Task", "TASK_NAMES", "get_task"]

@@ -26,6 +26,8 @@ class Example:
     gold: dict[str, Any]    # JSON-serializable; everything `Task.score` needs
     reasoning: str          # SFT target inside <think>
     answer: dict[str, Any]  # SFT target answer JSON, e.g. {"answer": "88.2"}
+    task: str = ""          # name of the task the example belongs to (set by prepare-data; the
+                            # `multi` training set mixes tasks, so prompt and reward follow this)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +60,18 @@ class Task(Protocol):
     def score(self, answer: dict[str, Any], gold: dict[str, Any]) -> Score:
         """Score an answer JSON object (already parsed, never evaluated)."""
         ...
+
+
+class ClassificationTask(Task, Protocol):
+    """A task whose answer is one of a few classes. Evaluation then also reports
+    balanced accuracy, macro-F1, Cohen's kappa and the confusion matrix, and for
+    two classes AUROC from the model's probability of answering class 1.
+
+    Contract: gold["label"] is the gold class index; `score` returns
+    Score.value = the predicted class index (None when there is none); the answer
+    JSON holds the class index under `label_key`."""
+    labels: tuple[str, ...]   # class names; position = class index
+    label_key: str            # answer JSON key that holds the class index ("idx", "label")
 
 
 def balanced_subsample(items: list[T], per_category: int | None, seed: int,
