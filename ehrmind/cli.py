@@ -36,6 +36,7 @@ def cmd_validate_config(a) -> None:
 
 
 def cmd_prepare_data(a) -> None:
+    from dataclasses import replace
     from ehrmind.io import write_jsonl
     from ehrmind.tasks import get_task
     task = get_task(a.task)
@@ -43,7 +44,7 @@ def cmd_prepare_data(a) -> None:
         examples = task.load_split(split, a.data, a.seed)
         if not examples:
             raise SystemExit(f"error: task {a.task}: the {split} split is empty")
-        write_jsonl(out, [ex.to_json() for ex in examples])
+        write_jsonl(out, [replace(ex, task=task.name).to_json() for ex in examples])
         log.info("%s %s: %d examples -> %s", a.task, split, len(examples), out)
 
 
@@ -53,35 +54,52 @@ def cmd_prepare_model(a) -> None:
     log.info("model %s ready at %s", a.spec, ref["path"])
 
 
+def _training_task(name: str):
+    """The task to train on; None for `multi`, whose examples each name their own task."""
+    from ehrmind.tasks import MULTI, get_task
+    return None if name == MULTI else get_task(name)
+
+
+def cmd_merge_train(a) -> None:
+    from ehrmind.io import read_jsonl, write_jsonl
+    rows = [row for path in a.inputs for row in read_jsonl(path)]
+    missing = [row["id"] for row in rows if not row.get("task")]
+    if missing:
+        raise SystemExit(f"error: examples without a task field, e.g. {missing[0]}; rerun prepare-data")
+    write_jsonl(a.out, rows)
+    log.info("multi: %d training examples from %d tasks -> %s", len(rows), len(a.inputs), a.out)
+
+
 def cmd_sft(a) -> None:
     from ehrmind import training
-    from ehrmind.tasks import get_task
     from ehrmind.tasks.base import balanced_subsample
     train = balanced_subsample(_examples(a.train), a.settings.get("examples_per_category"), a.seed)
-    summary = training.sft(get_task(a.task), a.model, train, a.settings, a.seed,
+    summary = training.sft(_training_task(a.task), a.model, train, a.settings, a.seed,
                            Path(a.out), Path(a.log_dir), a.trust_remote_code, a.precision)
     log.info("sft done: %s", summary)
 
 
 def cmd_grpo(a) -> None:
     from ehrmind import training
-    from ehrmind.tasks import get_task
-    summary = training.grpo(get_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
+    summary = training.grpo(_training_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
                             a.seed, Path(a.out), Path(a.log_dir), a.stage, a.trust_remote_code, a.precision)
     log.info("grpo done: %s", summary)
 
 
 def cmd_evaluate(a) -> None:
-    from ehrmind.evaluate import evaluate
+    from ehrmind.evaluate import EvalJob, evaluate
     from ehrmind.tasks import get_task
+    if not len(a.task) == len(a.test) == len(a.settings) == len(a.out):
+        raise SystemExit("error: give --task, --test, --settings and --out once per evaluation, in the same order")
     cell = dict(kv.split("=", 1) for kv in a.cell)
-    evaluate(get_task(a.task), a.model, _examples(a.test), a.settings, a.reward, Path(a.out), cell,
-             a.seed, a.trust_remote_code, a.precision)
+    jobs = [EvalJob(get_task(t), _examples(test), settings, Path(out), {**cell, "task": t})
+            for t, test, settings, out in zip(a.task, a.test, a.settings, a.out)]
+    evaluate(a.model, jobs, a.reward, a.seed, a.trust_remote_code, a.precision)
 
 
 def cmd_tables(a) -> None:
     from ehrmind import tables
-    written = tables.build(a.metrics, Path(a.out), seed=a.seed)
+    written = tables.build(a.metrics, Path(a.out), seed=a.seed, transfer_dirs=a.transfer)
     for path in written:
         print(path)
 
@@ -103,8 +121,10 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    def common(sp, *, seed=True, trust=True):
-        sp.add_argument("--task", required=True, help="task name (e.g. medcalc)")
+    def common(sp, *, seed=True, trust=True, task=True):
+        if task:
+            sp.add_argument("--task", required=True, help="task name: medcalc, trec_ct, ehrshot; for sft "
+                            "and grpo also multi (examples keep their own task)")
         if seed:
             sp.add_argument("--seed", type=int, default=0)
         if trust:
@@ -121,6 +141,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", type=_json, default={}, help="the task's config block as JSON")
     sp.add_argument("--train-out", required=True)
     sp.add_argument("--test-out", required=True)
+
+    sp = verb("merge-train", cmd_merge_train, "concatenate training splits into the `multi` training set")
+    sp.add_argument("inputs", nargs="+", help="train.jsonl files of the tasks")
+    sp.add_argument("--out", required=True)
 
     sp = verb("prepare-model", cmd_prepare_model, "materialize a model spec once; write a reference JSON")
     sp.add_argument("--spec", required=True, help="embedded:NAME, tiny:SEED, hub id or local path")
@@ -145,17 +169,24 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
 
-    sp = verb("evaluate", cmd_evaluate, "evaluate a model on a test split: predictions.jsonl, metrics.json")
-    common(sp)
+    sp = verb("evaluate", cmd_evaluate, "evaluate a model on test splits: predictions.jsonl, metrics.json "
+              "for each. Repeat --task/--test/--settings/--out to evaluate one loaded model on several tasks.")
+    common(sp, task=False)
     sp.add_argument("--model", required=True)
-    sp.add_argument("--test", required=True, help="test split JSONL")
-    sp.add_argument("--settings", type=_json, required=True, help="the config's generation block as JSON")
+    sp.add_argument("--task", action="append", required=True, help="task name (repeatable)")
+    sp.add_argument("--test", action="append", required=True, help="test split JSONL (repeatable)")
+    sp.add_argument("--settings", action="append", type=_json, required=True,
+                    help="the generation block as JSON, with the task's overrides (repeatable)")
     sp.add_argument("--reward", type=_json, required=True)
-    sp.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE", help="labels stored in metrics.json")
-    sp.add_argument("--out", required=True, help="directory for predictions.jsonl and metrics.json")
+    sp.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="labels stored in metrics.json (the task label is added per evaluation)")
+    sp.add_argument("--out", action="append", required=True,
+                    help="directory for predictions.jsonl and metrics.json (repeatable)")
 
     sp = verb("tables", cmd_tables, "build Markdown, LaTeX and CSV tables from metrics.json files")
     sp.add_argument("metrics", nargs="+", help="metrics.json files (predictions.jsonl beside each)")
+    sp.add_argument("--transfer", nargs="*", default=[], metavar="DIR",
+                    help="transfer rule outputs (<DIR>/<task>/metrics.json) for the transfer matrix")
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 

@@ -1,67 +1,159 @@
-"""Evaluate one model on one task's test split: batched greedy generation, parse,
-score, reward. Writes predictions.jsonl (one line per item, deterministic) and
-metrics.json (accuracy with 95 % Wilson CI, per category, counts, provenance)."""
+"""Evaluate one model on one or more tasks' test splits: batched greedy generation,
+parse, score, reward. The model is loaded once for all of them (the transfer
+matrix evaluates every checkpoint on every other task).
+
+Per evaluation, writes predictions.jsonl (one line per item, deterministic) and
+metrics.json (accuracy with 95 % Wilson CI, per category, counts, provenance; for
+classification tasks also balanced accuracy, macro-F1, Cohen's kappa, the
+confusion matrix, and for two classes AUROC from the model's probability of
+answering class 1)."""
 from __future__ import annotations
 
 import logging
+import math
+import re
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ehrmind import answer, models, provenance, stats
-from ehrmind.generation import generate
+from ehrmind.generation import Generation, generate
 from ehrmind.io import write_json, write_jsonl
 from ehrmind.tasks import Example, Task
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(task: Task, model: str, examples: list[Example], gen_cfg: dict[str, Any],
-             reward_cfg: dict[str, float], out_dir: Path, cell: dict[str, Any], seed: int = 0,
-             trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
-    if not examples:
-        raise ValueError(f"no test examples for task {task.name}")
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class EvalJob:
+    task: Task
+    examples: list[Example]
+    gen_cfg: dict[str, Any]   # the generation block, with the task's overrides applied
+    out_dir: Path
+    cell: dict[str, Any]      # labels stored in metrics.json (model, task, stage, ...)
+
+
+def evaluate(model: str, jobs: list[EvalJob], reward_cfg: dict[str, float], seed: int = 0,
+             trust_remote_code: bool = False, precision: str = "auto") -> list[dict[str, Any]]:
+    for job in jobs:
+        if not job.examples:
+            raise ValueError(f"no test examples for task {job.task.name}")
     net, tokenizer = models.load(model, trust_remote_code, precision=precision)
     net.eval()
-    chats = [answer.build_messages(task, ex) for ex in examples]
-    outputs = generate(net, tokenizer, chats, max_new_tokens=gen_cfg["max_new_tokens"],
-                       batch_size=gen_cfg["batch_size"], temperature=gen_cfg["temperature"],
-                       top_p=gen_cfg["top_p"], seed=seed, max_prompt_tokens=gen_cfg["max_prompt_tokens"])
+    return [_evaluate_one(net, tokenizer, job, reward_cfg, seed) for job in jobs]
+
+
+def _evaluate_one(net, tokenizer, job: EvalJob, reward_cfg: dict[str, float], seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    task, gen_cfg = job.task, job.gen_cfg
+    binary = len(getattr(task, "labels", ())) == 2
+    digits = _digit_tokens(tokenizer) if binary else {}
+    outputs = generate(net, tokenizer, [answer.build_messages(task, ex) for ex in job.examples],
+                       max_new_tokens=gen_cfg["max_new_tokens"], batch_size=gen_cfg["batch_size"],
+                       temperature=gen_cfg["temperature"], top_p=gen_cfg["top_p"], seed=seed,
+                       max_prompt_tokens=gen_cfg["max_prompt_tokens"], watch=list(digits) or None)
     predictions = []
-    for ex, (gen,) in zip(examples, outputs):
+    for ex, (gen,) in zip(job.examples, outputs):
         judged = answer.judge(task, gen.text, ex.gold, reward_cfg)
-        predictions.append({
-            "id": ex.id, "category": ex.category, "completion": gen.text,
-            "answer": judged.parsed.answer, "parsed_value": judged.score.value,
-            "correct": judged.score.correct, "format_ok": judged.parsed.answer is not None,
-            "reward": judged.reward, "parse_error": judged.error, "generated_tokens": gen.n_tokens,
-        })
+        row = {"id": ex.id, "category": ex.category, "completion": gen.text,
+               "answer": judged.parsed.answer, "parsed_value": judged.score.value,
+               "correct": judged.score.correct, "format_ok": judged.parsed.answer is not None,
+               "reward": judged.reward, "parse_error": judged.error, "generated_tokens": gen.n_tokens}
+        if hasattr(task, "labels"):
+            row["gold_label"] = ex.gold["label"]
+        if binary:
+            row["p_positive"], row["p_source"] = _p_positive(tokenizer, gen, judged, task.label_key, digits)
+        predictions.append(row)
     wall = time.perf_counter() - started
-    metrics = summarize(predictions)
-    metrics.update(cell=cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed, dtype=str(net.dtype),
+    metrics = summarize(predictions, len(getattr(task, "labels", ())))
+    metrics.update(cell=job.cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed, dtype=str(net.dtype),
                    wall_time_s=round(wall, 2), provenance=provenance.collect())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "predictions.jsonl", predictions)
-    write_json(out_dir / "metrics.json", metrics)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(job.out_dir / "predictions.jsonl", predictions)
+    write_json(job.out_dir / "metrics.json", metrics)
     log.info("%s: accuracy %.3f [%.3f, %.3f] on %d items, %d parse failures, %.0f s",
-             "/".join(str(v) for v in cell.values()), metrics["accuracy"], metrics["ci_low"],
+             "/".join(str(v) for v in job.cell.values()), metrics["accuracy"], metrics["ci_low"],
              metrics["ci_high"], metrics["n"], metrics["parse_failures"], wall)
     return metrics
 
 
-def summarize(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(predictions: list[dict[str, Any]], n_classes: int = 0) -> dict[str, Any]:
     overall = stats.accuracy_summary([p["correct"] for p in predictions])
     by_category: dict[str, list[bool]] = defaultdict(list)
     for p in predictions:
         by_category[p["category"]].append(p["correct"])
-    tokens = sum(p["generated_tokens"] for p in predictions)
-    return {
+    metrics = {
         **overall,
         "per_category": {c: stats.accuracy_summary(v) for c, v in sorted(by_category.items())},
         "format_rate": sum(p["format_ok"] for p in predictions) / len(predictions),
         "parse_failures": sum(p["parse_error"] is not None for p in predictions),
         "mean_reward": sum(p["reward"] for p in predictions) / len(predictions),
-        "generated_tokens": tokens,
+        "generated_tokens": sum(p["generated_tokens"] for p in predictions),
     }
+    if n_classes:
+        # A consistent answer naming a wrong class still counts as that class; anything else is "none".
+        metrics["classification"] = stats.classification_summary(
+            [p["gold_label"] for p in predictions], [p["parsed_value"] for p in predictions], n_classes,
+            [p["p_positive"] for p in predictions] if n_classes == 2 else None)
+    return metrics
+
+
+# --- probability of the positive class, read off the generation's own logits ---
+
+_DIGIT_OF = {"0": "1", "1": "0"}
+
+
+def _digit_tokens(tokenizer) -> dict[int, str]:
+    """Vocabulary entries that decode to a lone 0 or 1 (with or without a leading space)."""
+    out = {}
+    for token, i in tokenizer.get_vocab().items():
+        text = tokenizer.convert_tokens_to_string([token])
+        if text.strip() in _DIGIT_OF:
+            out[i] = text
+    return dict(sorted(out.items()))
+
+
+def _p_positive(tokenizer, gen: Generation, judged: answer.Judged, label_key: str,
+                digits: dict[int, str]) -> tuple[float, str]:
+    """P(class 1) at the step where the model wrote the label digit, renormalized over
+    the two digits ("logits"). When that step cannot be found, the hard answer
+    ("answer": 0 or 1), and 0.5 when there is no valid answer ("none")."""
+    p = _p_from_logits(tokenizer, gen, label_key, digits)
+    if p is not None:
+        return p, "logits"
+    if judged.score.value in (0, 1):
+        return float(judged.score.value), "answer"
+    return 0.5, "none"
+
+
+def _p_from_logits(tokenizer, gen: Generation, label_key: str, digits: dict[int, str]) -> float | None:
+    start = gen.text.rfind("<answer>")
+    found = list(re.finditer(rf'"{re.escape(label_key)}"\s*:\s*"?([01])', gen.text[max(start, 0):]))
+    if start < 0 or not found or not gen.watched:
+        return None
+    pos = start + found[-1].start(1)
+    # The step that produced the character at `pos`: the shortest prefix whose text reaches past it.
+    lo, hi = 1, len(gen.token_ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(gen.token_ids[:mid], skip_special_tokens=True)) > pos:
+            hi = mid
+        else:
+            lo = mid + 1
+    step = lo - 1
+    token = gen.token_ids[step]
+    if token not in digits:
+        return None   # the digit was merged into a longer token
+    text = digits[token]
+    digit = text.strip()
+    rival = next((i for i, t in digits.items() if t == text.replace(digit, _DIGIT_OF[digit])), None)
+    if rival is None:
+        return None
+    ids = list(digits)
+    lp_self, lp_rival = gen.watched[step][ids.index(token)], gen.watched[step][ids.index(rival)]
+    lp1, lp0 = (lp_self, lp_rival) if digit == "1" else (lp_rival, lp_self)
+    if math.isinf(lp0) and math.isinf(lp1):
+        return None
+    return 1.0 / (1.0 + math.exp(lp0 - lp1))

@@ -13,6 +13,22 @@ log = logging.getLogger(__name__)
 class Generation:
     text: str
     n_tokens: int      # generated tokens, eos included, padding excluded
+    token_ids: tuple[int, ...] = ()
+    # per generated step, the log-probabilities of the `watch` token ids (when asked for)
+    watched: tuple[tuple[float, ...], ...] = ()
+
+
+class _Watch:
+    """A logits processor that records the log-probabilities of a few token ids at
+    every step and leaves the scores unchanged. Cheap: no full logits are kept."""
+
+    def __init__(self, ids: list[int]):
+        self.ids, self.steps = ids, []
+
+    def __call__(self, input_ids, scores):
+        import torch
+        self.steps.append(torch.log_softmax(scores.float(), dim=-1)[:, self.ids].cpu())
+        return scores
 
 
 def encode_chats(tokenizer, chats: list[list[dict[str, str]]]) -> list[list[int]]:
@@ -22,8 +38,10 @@ def encode_chats(tokenizer, chats: list[list[dict[str, str]]]) -> list[list[int]
 
 def generate(model, tokenizer, chats: list[list[dict[str, str]]], *, max_new_tokens: int,
              batch_size: int, num_samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0, max_prompt_tokens: int | None = None) -> list[list[Generation]]:
-    """Return `num_samples` generations per chat. temperature 0 means greedy."""
+             seed: int = 0, max_prompt_tokens: int | None = None,
+             watch: list[int] | None = None) -> list[list[Generation]]:
+    """Return `num_samples` generations per chat. temperature 0 means greedy.
+    `watch`: token ids whose log-probabilities are recorded at every step."""
     import torch
     prompts = encode_chats(tokenizer, chats)
     if max_prompt_tokens:
@@ -48,13 +66,16 @@ def generate(model, tokenizer, chats: list[list[dict[str, str]]], *, max_new_tok
         idx = order[b:b + per_batch]
         batch = tokenizer.pad({"input_ids": [prompts[i] for i in idx]}, padding=True,
                               return_tensors="pt").to(model.device)
+        watcher = _Watch(watch) if watch else None
         with torch.inference_mode():
-            out = model.generate(**batch, **gen_kwargs)
+            out = model.generate(**batch, **gen_kwargs, logits_processor=[watcher] if watcher else None)
         new = out[:, batch["input_ids"].shape[1]:].tolist()
+        steps = torch.stack(watcher.steps, dim=1).tolist() if watcher else None   # rows x steps x ids
         for row, tokens in enumerate(new):
             n = _length(tokens, eos_ids)
-            results[idx[row // num_samples]].append(
-                Generation(tokenizer.decode(tokens[:n], skip_special_tokens=True), n))
+            results[idx[row // num_samples]].append(Generation(
+                tokenizer.decode(tokens[:n], skip_special_tokens=True), n, tuple(tokens[:n]),
+                tuple(map(tuple, steps[row][:n])) if steps else ()))
             done_tokens += n
         elapsed = time.perf_counter() - started
         log.info("generated %d/%d prompts, %d tokens, %.1f tokens/s",

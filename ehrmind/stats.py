@@ -12,6 +12,7 @@ paired_bootstrap_diff  Paired bootstrap CI for a difference in accuracy.
 holm                   Holm-Bonferroni step-down adjusted p-values.
 pairwise_comparisons   McNemar + bootstrap for every pair of systems, Holm-adjusted.
 pass_at_k              Unbiased pass@k estimator (Chen et al., 2021).
+classification_summary Confusion matrix, balanced accuracy, macro-F1, Cohen's kappa, AUROC.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "holm",
     "pairwise_comparisons",
     "pass_at_k",
+    "classification_summary",
 ]
 
 
@@ -222,3 +224,47 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def classification_summary(y_true: Sequence[int], y_pred: Sequence[int | None], n_classes: int,
+                           p_positive: Sequence[float] | None = None) -> dict:
+    """Metrics of a classifier whose answer may be missing (``None``: unparsable).
+
+    A missing answer counts as wrong everywhere: it is its own column of the
+    confusion matrix (``confusion[i][n_classes]``), lowers recall and kappa.
+    ``balanced_accuracy`` is the mean recall over the classes present in
+    ``y_true``; ``macro_f1`` the mean F1 over all ``n_classes`` (F1 of a class
+    never predicted nor present is left out). Cohen's kappa is None when it is
+    undefined (chance agreement 1). ``auroc`` (two classes, ``p_positive`` given,
+    both classes present) is the Mann-Whitney U statistic over n1 * n0, else None.
+    """
+    true = np.asarray(y_true, dtype=int)
+    pred = np.asarray([n_classes if p is None else int(p) for p in y_pred], dtype=int)
+    if true.size == 0 or true.size != pred.size:
+        raise ValueError(f"need equal, non-zero numbers of labels and predictions, got {true.size}, {pred.size}")
+    if true.min() < 0 or true.max() >= n_classes or pred.min() < 0 or pred.max() > n_classes:
+        raise ValueError(f"labels must lie in [0, {n_classes})")
+    confusion = np.zeros((n_classes, n_classes + 1), dtype=int)
+    np.add.at(confusion, (true, pred), 1)
+    support = confusion.sum(axis=1)
+    predicted = confusion[:, :n_classes].sum(axis=0)
+    hits = np.diag(confusion[:, :n_classes])
+    present = support > 0
+    recall = np.divide(hits, support, out=np.zeros(n_classes), where=present)
+    f1_defined = present | (predicted > 0)
+    f1 = np.divide(2 * hits, support + predicted, out=np.zeros(n_classes), where=f1_defined)
+    n = true.size
+    observed = hits.sum() / n
+    chance = float(np.sum(support * predicted)) / n ** 2
+    auroc = None
+    if p_positive is not None and n_classes == 2 and present.all():
+        p = np.asarray(p_positive, dtype=float)
+        u = stats.mannwhitneyu(p[true == 1], p[true == 0]).statistic
+        auroc = float(u / (support[1] * support[0]))
+    return {
+        "confusion": confusion.tolist(),
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1[f1_defined].mean()),
+        "cohen_kappa": None if chance >= 1.0 else float((observed - chance) / (1.0 - chance)),
+        "auroc": auroc,
+    }

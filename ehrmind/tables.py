@@ -7,6 +7,12 @@ predictions.jsonl beside each. Every table is written as Markdown, LaTeX and CSV
 - per_category_T:  the same rows, one column per category of task T
 - significance:    every pair of stages of a model, and every pair of models at a
                    stage: McNemar p, Holm-adjusted p, paired-bootstrap CI of the difference
+- classification:  for the classification tasks, balanced accuracy, macro-F1,
+                   Cohen's kappa and (two classes) AUROC per model x stage
+- transfer:        rows model x training task x stage, one column per evaluation
+                   task: accuracy [95 % CI] and the change against the model's
+                   baseline on that task (exact McNemar, Holm-adjusted per model
+                   and evaluation task); the diagonal comes from the main cells
 """
 from __future__ import annotations
 
@@ -27,11 +33,20 @@ ALPHA = 0.05
 Cell = dict[str, Any]   # metrics.json plus "items": {item id: correct} from predictions.jsonl
 
 
-def load_cells(metrics_paths: list[str]) -> list[Cell]:
+def load_transfer(dirs: list[str]) -> list[Cell]:
+    """Cells written by the transfer rule: <dir>/<evaluation task>/metrics.json."""
+    paths = [str(p) for d in dirs for p in sorted(Path(d).glob("*/metrics.json"))]
+    for d in dirs:
+        if not any(p.startswith(str(Path(d)) + "/") for p in paths):
+            raise ValueError(f"{d}: no <task>/metrics.json inside; expected the output of the transfer rule")
+    return load_cells(paths, ("model", "task", "stage", "train_task"))
+
+
+def load_cells(metrics_paths: list[str], labels=("model", "task", "stage")) -> list[Cell]:
     cells = []
     for path in metrics_paths:
         metrics = read_json(path)
-        for key in ("model", "task", "stage"):
+        for key in labels:
             if key not in metrics.get("cell", {}):
                 raise ValueError(f"{path}: field 'cell.{key}' missing; expected the labels written by "
                                  f"`ehrmind evaluate --cell`")
@@ -79,8 +94,8 @@ def _acc(summary: dict[str, Any]) -> str:
 def _write(out: Path, name: str, headers: list[str], rows: list[list[Any]],
            csv_headers: list[str], csv_rows: list[list[Any]], caption: str) -> list[Path]:
     md, tex, cs = out / f"{name}.md", out / f"{name}.tex", out / f"{name}.csv"
-    md.write_text(f"{caption}\n\n" + tabulate(rows, headers, tablefmt="github") + "\n")
-    tex.write_text(f"% {caption}\n" + tabulate(rows, headers, tablefmt="latex_booktabs") + "\n")
+    md.write_text(f"{caption}\n\n" + tabulate(rows, headers, tablefmt="github", disable_numparse=True) + "\n")
+    tex.write_text(f"% {caption}\n" + tabulate(rows, headers, tablefmt="latex_booktabs", disable_numparse=True) + "\n")
     with open(cs, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(csv_headers)
@@ -88,7 +103,7 @@ def _write(out: Path, name: str, headers: list[str], rows: list[list[Any]],
     return [md, tex, cs]
 
 
-def build(metrics_paths: list[str], out: Path, seed: int = 0) -> list[Path]:
+def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: list[str] = ()) -> list[Path]:
     cells = load_cells(metrics_paths)
     comparisons = compare(cells, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,4 +175,94 @@ def build(metrics_paths: list[str], out: Path, seed: int = 0) -> list[Path]:
                       "Paired comparisons on the same test items. b10 = A right, B wrong; b01 = A wrong, "
                       "B right. Exact McNemar p, Holm-adjusted within each family (the stages of one "
                       "model, or the models at one stage); paired-bootstrap 95 % CI of the difference.")
+    written += _classification_table(cells, models, stages, out)
+    if transfer_dirs:
+        written += _transfer_table(cells, load_transfer(list(transfer_dirs)), tasks, out, seed)
     return written
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _classification_table(cells: list[Cell], models: list[str], stages: list[str], out: Path) -> list[Path]:
+    tasks = list(dict.fromkeys(c["cell"]["task"] for c in cells if "classification" in c))
+    metrics = ["balanced_accuracy", "macro_f1", "cohen_kappa", "auroc"]
+    grid = {(c["cell"]["model"], c["cell"]["task"], c["cell"]["stage"]): c for c in cells}
+    rows, csv_rows = [], []
+    for m in models:
+        for s in stages:
+            found = [grid.get((m, t, s)) for t in tasks]
+            if not any(found):
+                continue
+            values = [c["classification"].get(k) if c else None for c in found for k in metrics]
+            rows.append([m, s] + [_num(v) for v in values])
+            csv_rows.append([m, s] + ["" if v is None else v for v in values])
+    short = {"balanced_accuracy": "bal. acc", "macro_f1": "macro-F1", "cohen_kappa": "kappa", "auroc": "AUROC"}
+    return _write(out, "classification", ["Model", "Stage"] + [f"{t} {short[k]}" for t in tasks for k in metrics],
+                  rows, ["model", "stage"] + [f"{t}_{k}" for t in tasks for k in metrics], csv_rows,
+                  "Classification tasks: balanced accuracy (mean recall over classes), macro-F1, Cohen's "
+                  "kappa (an unparsable answer counts as its own, wrong class) and AUROC from the model's "
+                  "probability of answering class 1 (two-class tasks; – where undefined).")
+
+
+def _transfer_table(cells: list[Cell], transfer: list[Cell], eval_tasks: list[str], out: Path,
+                    seed: int) -> list[Path]:
+    """Rows (model, training task, stage); the diagonal (a task's own checkpoints) is the main cell."""
+    baseline = {(c["cell"]["model"], c["cell"]["task"]): c for c in cells if c["cell"]["stage"] == "baseline"}
+    trained = [c for c in cells if c["cell"]["stage"] != "baseline"]
+    by_row: dict[tuple[str, str, str], dict[str, Cell]] = defaultdict(dict)
+    for c in trained + transfer:
+        label = c["cell"]
+        by_row[(label["model"], label.get("train_task", label["task"]), label["stage"])][label["task"]] = c
+    # Holm family: every trained checkpoint of one model against its baseline on one evaluation task.
+    tests: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    families: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    for (m, tt, s), row in by_row.items():
+        for e, c in row.items():
+            base = baseline.get((m, e))
+            if base is None:
+                continue
+            pair = _paired({"baseline": base, "trained": c})
+            tests[(m, tt, s, e)] = {**stats.mcnemar_exact(pair["baseline"], pair["trained"]),
+                                    **stats.paired_bootstrap_diff(pair["baseline"], pair["trained"], seed=seed)}
+            families[(m, e)].append((m, tt, s, e))
+    for keys in families.values():
+        for key, p in zip(keys, stats.holm([tests[k]["p_value"] for k in keys])):
+            tests[key]["p_holm"] = p
+
+    train_order = list(dict.fromkeys(k[1] for k in by_row))
+    stage_order = list(dict.fromkeys(k[2] for k in by_row))
+    rows, csv_rows = [], []
+    for m in dict.fromkeys(k[0] for k in by_row):
+        base_row = [m, "—", "baseline"] + [_acc(baseline[(m, e)]) if (m, e) in baseline else "" for e in eval_tasks]
+        rows.append(base_row)
+        for tt in train_order:
+            for s in stage_order:
+                row = by_row.get((m, tt, s))
+                if row is None:
+                    continue
+                text, values = [m, tt, s], [m, tt, s]
+                for e in eval_tasks:
+                    c, t = row.get(e), tests.get((m, tt, s, e))
+                    if c is None:
+                        text.append("")
+                        values += [""] * 6
+                        continue
+                    delta = ""
+                    if t is not None:
+                        mark = (BETTER if t["diff"] > 0 else WORSE) if t["p_holm"] < ALPHA else ""
+                        delta = f" ({100 * t['diff']:+.1f}{mark})"
+                    text.append(_acc(c) + delta)
+                    values += [c["accuracy"], c["ci_low"], c["ci_high"], t["diff"] if t else "",
+                               t["p_value"] if t else "", t["p_holm"] if t else ""]
+                rows.append(text)
+                csv_rows.append(values)
+    keys = ("accuracy", "ci_low", "ci_high", "diff_vs_baseline", "p_mcnemar", "p_holm")
+    return _write(out, "transfer", ["Model", "Trained on", "Stage"] + [f"on {e}: acc % [95% CI] (Δ pts)"
+                                                                        for e in eval_tasks], rows,
+                  ["model", "train_task", "stage"] + [f"{e}_{k}" for e in eval_tasks for k in keys], csv_rows,
+                  f"Cross-task transfer: every trained checkpoint on every task. Δ: change in accuracy "
+                  f"points against the same model's baseline on that task; {BETTER}/{WORSE}: significant "
+                  f"after Holm over the model's checkpoints on that task (exact McNemar, alpha {ALPHA}). "
+                  f"`multi` was trained on the union of the tasks' training sets.")

@@ -13,13 +13,21 @@ from typing import Any
 
 from ehrmind import answer, models
 from ehrmind.io import atomic_path, write_json, write_jsonl
-from ehrmind.tasks import Example, Task
+from ehrmind.tasks import Example, Task, get_task
 
 log = logging.getLogger(__name__)
 
 
-def _prompt(task: Task, ex: Example) -> list[dict[str, str]]:
-    return answer.build_messages(task, ex)
+def _task_name(task: Task | None, ex: Example) -> str:
+    """An example's own task (the `multi` training set mixes tasks), else the given one."""
+    if ex.task or task is not None:
+        return ex.task or task.name
+    raise ValueError(f"example {ex.id} names no task and no default task was given")
+
+
+def _tasks(task: Task | None, train: list[Example]) -> dict[str, Task]:
+    names = {_task_name(task, ex) for ex in train}
+    return {n: task if task is not None and n == task.name else get_task(n) for n in sorted(names)}
 
 
 def _save(trainer, tokenizer, out_dir: Path, log_dir: Path, summary: dict[str, Any],
@@ -49,15 +57,16 @@ def _shared_args(cfg: dict[str, Any], seed: int, precision: str) -> dict[str, An
                 bf16=models.use_bf16(precision), gradient_checkpointing=cfg["gradient_checkpointing"])
 
 
-def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed: int, out_dir: Path,
+def sft(task: Task | None, model: str, train: list[Example], cfg: dict[str, Any], seed: int, out_dir: Path,
         log_dir: Path, trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
+    tasks = _tasks(task, train)
     net, tokenizer = models.load(model, trust_remote_code, for_generation=False, precision=precision)
     data = Dataset.from_list([
-        {"prompt": _prompt(task, ex),
+        {"prompt": answer.build_messages(tasks[_task_name(task, ex)], ex),
          "completion": [{"role": "assistant", "content": answer.sft_completion(ex)}]}
         for ex in train])
     peft_config = None
@@ -82,7 +91,7 @@ def sft(task: Task, model: str, train: list[Example], cfg: dict[str, Any], seed:
     return summary
 
 
-def grpo(task: Task, model: str, train: list[Example], cfg: dict[str, Any], reward_cfg: dict[str, float],
+def grpo(task: Task | None, model: str, train: list[Example], cfg: dict[str, Any], reward_cfg: dict[str, float],
          seed: int, out_dir: Path, log_dir: Path, stage: str, trust_remote_code: bool = False,
          precision: str = "auto") -> dict[str, Any]:
     from datasets import Dataset
@@ -90,18 +99,23 @@ def grpo(task: Task, model: str, train: list[Example], cfg: dict[str, Any], rewa
 
     net, tokenizer = models.load(model, trust_remote_code, for_generation=False, precision=precision)
     tokenizer.padding_side = "left"   # rollouts are generated in batches
-    data = Dataset.from_list([{"prompt": _prompt(task, ex), "gold": json.dumps(ex.gold)} for ex in train])
+    tasks = _tasks(task, train)
+    data = Dataset.from_list([{"prompt": answer.build_messages(tasks[_task_name(task, ex)], ex),
+                               "task_name": _task_name(task, ex), "gold": json.dumps(ex.gold)} for ex in train])
 
     def _texts(completions) -> list[str]:
         return [c[-1]["content"] if isinstance(c, list) else c for c in completions]
 
-    def rule_reward(completions, gold, **_) -> list[float]:
-        return [answer.judge(task, t, json.loads(g), reward_cfg).reward
-                for t, g in zip(_texts(completions), gold)]
+    def _judged(completions, task_name, gold) -> list[answer.Judged]:
+        return [answer.judge(tasks[name], t, json.loads(g), reward_cfg)
+                for t, name, g in zip(_texts(completions), task_name, gold)]
 
-    def accuracy(completions, gold, **_) -> list[float]:  # weight 0: logged, not optimized
-        return [float(answer.judge(task, t, json.loads(g), reward_cfg).score.correct)
-                for t, g in zip(_texts(completions), gold)]
+    # Dataset columns reach reward functions as keyword arguments (here `task_name` and `gold`).
+    def rule_reward(completions, task_name, gold, **_) -> list[float]:
+        return [j.reward for j in _judged(completions, task_name, gold)]
+
+    def accuracy(completions, task_name, gold, **_) -> list[float]:  # weight 0: logged, not optimized
+        return [float(j.score.correct) for j in _judged(completions, task_name, gold)]
 
     with tempfile.TemporaryDirectory() as scratch:
         # One policy update per batch of rollouts (EHRMind): steps_per_generation = num_iterations = 1.

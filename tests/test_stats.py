@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehrmind.stats import (
+    classification_summary,
     accuracy_summary,
     holm,
     mcnemar_exact,
@@ -344,3 +345,42 @@ def test_pass_at_k_large_n_is_stable():
 def test_pass_at_k_errors(n, c, k):
     with pytest.raises(ValueError):
         pass_at_k(n, c, k)
+
+
+# --- classification_summary: hand values (sklearn's definitions) -------------
+
+def test_classification_three_classes_hand_values():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 2, None]
+    m = classification_summary(y_true, y_pred, 3)
+    assert m["confusion"] == [[1, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 1]]
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    # F1: class 0 2*1/(2+1), class 1 2*2/(2+3), class 2 2*1/(2+1)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 4 / 5 + 2 / 3) / 3)
+    # po = 4/6; pe = (2*1 + 2*3 + 2*1) / 36
+    po, pe = 4 / 6, 10 / 36
+    assert m["cohen_kappa"] == pytest.approx((po - pe) / (1 - pe))
+    assert m["auroc"] is None
+
+
+def test_classification_binary_auroc():
+    y_true = [0, 0, 1, 1]
+    p = [0.1, 0.4, 0.35, 0.8]        # 3 of the 4 (pos, neg) pairs ranked right
+    m = classification_summary(y_true, [0, 0, 0, 1], 2, p_positive=p)
+    assert m["auroc"] == pytest.approx(0.75)
+    ties = classification_summary(y_true, [0, 0, 1, 1], 2, p_positive=[0.5] * 4)
+    assert ties["auroc"] == pytest.approx(0.5)
+
+
+def test_classification_degenerate_cases_are_defined():
+    one_class = classification_summary([1, 1, 1], [1, 1, 1], 2, p_positive=[0.9, 0.8, 0.7])
+    assert one_class["auroc"] is None            # AUROC needs both classes
+    assert one_class["balanced_accuracy"] == 1.0
+    assert one_class["cohen_kappa"] is None      # chance agreement is 1
+    nothing_parsed = classification_summary([0, 1], [None, None], 2)
+    assert nothing_parsed["balanced_accuracy"] == 0.0 and nothing_parsed["macro_f1"] == 0.0
+    assert nothing_parsed["cohen_kappa"] == 0.0
+    with pytest.raises(ValueError):
+        classification_summary([], [], 2)
+    with pytest.raises(ValueError):
+        classification_summary([3], [0], 2)

@@ -50,3 +50,46 @@ def test_unpaired_items_are_refused(tmp_path):
     b = _cell(tmp_path, "m", "sft", [True, False, True], ["x", "x", "x"])
     with pytest.raises(ValueError, match="different items"):
         tables.build([a, b], tmp_path / "t")
+
+
+def _labelled(d, cell, correct, labels=None):
+    preds = [{"id": f"i{k}", "category": "x", "correct": c, "format_ok": True, "reward": 0.1 + c,
+              "parse_error": None, "generated_tokens": 10, "gold_label": 1 if k % 2 else 0,
+              "parsed_value": None if labels is None else labels[k],
+              "p_positive": 0.5} for k, c in enumerate(correct)]
+    write_jsonl(d / "predictions.jsonl", preds)
+    write_json(d / "metrics.json", {**summarize(preds, 2 if labels else 0), "cell": cell})
+    return str(d / "metrics.json")
+
+
+def test_transfer_matrix_and_classification_table(tmp_path):
+    n = 30
+    base = [k < 3 for k in range(n)]
+    strong = [k < 25 for k in range(n)]        # 22 discordant pairs, all one way
+    cells, dirs = [], []
+    for task in ("a", "b"):
+        for stage, correct in (("baseline", base), ("sft", strong if task == "a" else base)):
+            labels = [(1 if k % 2 else 0) if c else None for k, c in enumerate(correct)] if task == "b" else None
+            cells.append(_labelled(tmp_path / "cells" / task / stage,
+                                   {"model": "m", "task": task, "stage": stage}, correct, labels))
+    for train, evals in (("a", ["b"]), ("b", ["a"]), ("multi", ["a", "b"])):
+        d = tmp_path / "transfer" / train / "sft"
+        for e in evals:
+            _labelled(d / e, {"model": "m", "task": e, "stage": "sft", "train_task": train},
+                      strong if (train, e) == ("multi", "b") else base)
+        dirs.append(str(d))
+    out = tmp_path / "tables"
+    tables.build(cells, out, transfer_dirs=dirs)
+    rows = {(r["train_task"], r["stage"]): r for r in csv.DictReader(open(out / "transfer.csv"))}
+    assert set(rows) == {("a", "sft"), ("b", "sft"), ("multi", "sft")}
+    assert float(rows[("a", "sft")]["a_accuracy"]) == pytest.approx(25 / 30)   # diagonal = main cell
+    assert float(rows[("multi", "sft")]["b_diff_vs_baseline"]) == pytest.approx(22 / 30)
+    # Holm over the three checkpoints evaluated on task b: the significant one is adjusted x3
+    assert float(rows[("multi", "sft")]["b_p_holm"]) == pytest.approx(3 * 2 * 0.5 ** 22)
+    assert float(rows[("b", "sft")]["b_p_mcnemar"]) == 1.0
+    md = (out / "transfer.md").read_text()
+    assert "(+73.3+)" in md and "| m       | —" in md
+    cls = list(csv.DictReader(open(out / "classification.csv")))
+    assert [r["stage"] for r in cls] == ["baseline", "sft"] and cls[0]["b_auroc"] == "0.5"
+    with pytest.raises(ValueError, match="no <task>/metrics.json"):
+        tables.build(cells, tmp_path / "t2", transfer_dirs=[str(tmp_path / "empty")])

@@ -68,3 +68,33 @@ def test_grpo_updates_weights(tiny_model, tmp_path, monkeypatch):
     assert summary["steps"] == 2 and summary["generated_tokens"] > 0
     log = [json.loads(line) for line in open(tmp_path / "logs/train_log.jsonl")]
     assert any("reward" in row for row in log)
+
+
+class AddTwo(AddOne):
+    name = "add_two"
+    answer_instructions = 'Reply {"answer": <number>}.'
+
+
+def test_multi_task_examples_keep_their_own_task(tiny_model, tmp_path, monkeypatch):
+    """`multi` training mixes tasks: each example is prompted and rewarded by its own task."""
+    registry = {"add_one": AddOne, "add_two": AddTwo}
+    monkeypatch.setattr(training, "get_task", lambda name: registry[name]())
+    mixed = [Example(ex.id, ex.category, ex.question, {**ex.gold, "task": name}, ex.reasoning, ex.answer, name)
+             for i, ex in enumerate(EXAMPLES) for name in ["add_one" if i % 2 else "add_two"]]
+    tasks = training._tasks(None, mixed)
+    assert sorted(tasks) == ["add_one", "add_two"]
+    prompts = {ex.task: answer.build_messages(tasks[ex.task], ex)[0]["content"] for ex in mixed}
+    assert prompts["add_one"] != prompts["add_two"]
+    judged_by = []
+    real_judge = answer.judge
+
+    def spy(task, text, gold, cfg):
+        judged_by.append((task.name, gold["task"]))
+        return real_judge(task, text, gold, cfg)
+
+    monkeypatch.setattr(answer, "judge", spy)
+    training.grpo(None, str(tiny_model), mixed, {**GRPO, "max_steps": 1}, REWARD, 0, tmp_path / "ckpt",
+                  tmp_path / "logs", "rlvr")
+    assert judged_by and all(by == owner for by, owner in judged_by)
+    with pytest.raises(ValueError, match="names no task"):
+        training._tasks(None, EXAMPLES)

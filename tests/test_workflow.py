@@ -1,4 +1,5 @@
-"""One small end-to-end Snakemake run: two tiny models x MedCalc x all four stages."""
+"""One small end-to-end Snakemake run: two tiny models x three tasks x all four stages,
+plus the transfer matrix with the `multi` training task."""
 import csv
 import os
 import shutil
@@ -27,7 +28,9 @@ def tiny_run(tmp_path_factory, model_cache):
     cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache))
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    proc = _snakemake(config)
+    # Tiny jobs are mostly Python start-up: one thread each lets two run at once on two cores.
+    one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer")]
+    proc = _snakemake(config, "--set-threads", *one_thread)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return config, root / "results", cfg
 
@@ -37,16 +40,32 @@ def test_every_table_cell_is_filled(tiny_run):
     main = list(csv.DictReader(open(results / "tables/main.csv")))
     assert [(r["model"], r["stage"]) for r in main] == [(m, s) for m in cfg["models"] for s in cfg["stages"]]
     for row in main:
-        assert all(v != "" for k, v in row.items() if k != "medcalc_p_holm_vs_baseline"), row
-        assert row["medcalc_p_holm_vs_baseline"] != "" or row["stage"] == "baseline"
+        assert all(v != "" for k, v in row.items() if not k.endswith("_p_holm_vs_baseline")), row
+        for task in cfg["tasks"]:
+            assert row[f"{task}_p_holm_vs_baseline"] != "" or row["stage"] == "baseline"
     per = list(csv.DictReader(open(results / "tables/per_category_medcalc.csv")))
     assert set(per[0]) >= {"lab", "physical", "risk", "severity", "diagnosis", "date", "dosage"}
     assert all(v != "" for r in per for v in r.values())
     sig = list(csv.DictReader(open(results / "tables/significance.csv")))
-    assert sum(r["family"] == "stages" for r in sig) == 2 * 6      # C(4,2) stage pairs per model
-    assert sum(r["family"] == "models" for r in sig) == 4          # one model pair per stage
+    assert sum(r["family"] == "stages" for r in sig) == 3 * 2 * 6  # per task, C(4,2) stage pairs per model
+    assert sum(r["family"] == "models" for r in sig) == 3 * 4      # per task, one model pair per stage
     for ext in ("md", "tex"):
         assert (results / f"tables/main.{ext}").read_text().count("tiny-b") == 4
+
+
+def test_transfer_matrix_is_complete(tiny_run):
+    _, results, cfg = tiny_run
+    rows = list(csv.DictReader(open(results / "tables/transfer.csv")))
+    trained = ["sft", "rlvr", "sft_rlvr"]
+    assert [(r["model"], r["train_task"], r["stage"]) for r in rows] == [
+        (m, t, s) for m in cfg["models"] for t in [*cfg["tasks"], "multi"] for s in trained]
+    for row in rows:   # every checkpoint on every task, each compared with the baseline
+        assert all(row[f"{e}_{k}"] != "" for e in cfg["tasks"] for k in ("accuracy", "p_holm")), row
+    cls = list(csv.DictReader(open(results / "tables/classification.csv")))
+    assert len(cls) == 2 * 4 and all(r["trec_ct_balanced_accuracy"] != "" for r in cls)
+    assert all(r["ehrshot_auroc"] != "" for r in cls)
+    metrics = yaml.safe_load(open(results / "transfer/tiny-b/multi/sft/ehrshot/metrics.json"))
+    assert metrics["cell"] == {"model": "tiny-b", "task": "ehrshot", "stage": "sft", "train_task": "multi"}
 
 
 def test_cells_hold_predictions_and_provenance(tiny_run):
@@ -54,7 +73,7 @@ def test_cells_hold_predictions_and_provenance(tiny_run):
     cell = results / "cells/tiny-a/medcalc/sft_rlvr"
     preds = [l for l in open(cell / "predictions.jsonl")]
     metrics = yaml.safe_load(open(cell / "metrics.json"))
-    assert len(preds) == metrics["n"] == 14
+    assert len(preds) == metrics["n"] == 7
     assert metrics["cell"] == {"model": "tiny-a", "task": "medcalc", "stage": "sft_rlvr"}
     assert metrics["provenance"]["packages"]["trl"] and metrics["provenance"]["device"]["device"]
     assert (results / "training/tiny-a/medcalc/sft/training_curves.png").exists()

@@ -3,13 +3,26 @@ rule prepare_data:
         train=f"{R}/data/{{task}}/train.jsonl",
         test=f"{R}/data/{{task}}/test.jsonl",
     params:
-        data=lambda w: as_arg(config["tasks"][w.task]),
+        data=lambda w: as_arg(data_settings(w.task)),
         seed=SEED,
+    wildcard_constraints:
+        task=_alternatives(TASKS),
     log:
         f"{R}/logs/prepare_data/{{task}}.log",
     shell:
         "ehrmind prepare-data --task {wildcards.task} --data {params.data} --seed {params.seed}"
         " --train-out {output.train} --test-out {output.test} 2>&1 | tee {log}"
+
+
+rule merge_train:
+    input:
+        [f"{R}/data/{t}/train.jsonl" for t in TASKS],
+    output:
+        f"{R}/data/{MULTI}/train.jsonl",
+    log:
+        f"{R}/logs/prepare_data/{MULTI}.log",
+    shell:
+        "ehrmind merge-train {input} --out {output} 2>&1 | tee {log}"
 
 
 rule prepare_model:

@@ -1,6 +1,7 @@
 rule tables:
     input:
-        all_cells(),
+        cells=all_cells(),
+        transfer=transfer_dirs(),
     output:
         table_files(),
     params:
@@ -9,4 +10,4 @@ rule tables:
     log:
         f"{R}/logs/tables.log",
     shell:
-        "ehrmind tables {input} --out {params.out} --seed {params.seed} 2>&1 | tee {log}"
+        "ehrmind tables {input.cells} --transfer {input.transfer} --out {params.out} --seed {params.seed} 2>&1 | tee {log}"

@@ -30,7 +30,7 @@ rule grpo:
     wildcard_constraints:
         stage="rlvr|sft_rlvr",
     params:
-        settings=as_arg(config["grpo"]),
+        settings=lambda w: as_arg(grpo_settings(w.task)),
         reward=as_arg(config["reward"]),
         seed=SEED,
         model_flags=MODEL_FLAGS,
