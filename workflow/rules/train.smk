@@ -10,6 +10,7 @@ rule sft:
         seed=SEED,
         model_flags=MODEL_FLAGS,
     threads: workflow.cores
+    priority: 2   # training starts first: the multi chain (sft -> grpo -> transfer) is the longest
     resources:
         **job_resources(),
     log:
@@ -35,6 +36,7 @@ rule grpo:
         seed=SEED,
         model_flags=MODEL_FLAGS,
     threads: workflow.cores
+    priority: 1
     resources:
         **job_resources(),
     log:
