@@ -231,7 +231,8 @@ def _transfer_table(cells: list[Cell], transfer: list[Cell], eval_tasks: list[st
         for key, p in zip(keys, stats.holm([tests[k]["p_value"] for k in keys])):
             tests[key]["p_holm"] = p
 
-    train_order = list(dict.fromkeys(k[1] for k in by_row))
+    trained_on = set(k[1] for k in by_row)   # the tasks' own order, then `multi`
+    train_order = [t for t in eval_tasks if t in trained_on] + sorted(trained_on - set(eval_tasks))
     stage_order = list(dict.fromkeys(k[2] for k in by_row))
     rows, csv_rows = [], []
     for m in dict.fromkeys(k[0] for k in by_row):
