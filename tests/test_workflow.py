@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory, model_cache):
     cfg = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
     cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache))
     config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(cfg))
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))   # keep the tasks in their order
     # Tiny jobs are mostly Python start-up: one thread each lets two run at once on two cores.
     one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer")]
     proc = _snakemake(config, "--set-threads", *one_thread)
