@@ -97,9 +97,21 @@ def cmd_evaluate(a) -> None:
     evaluate(a.model, jobs, a.reward, a.seed, a.trust_remote_code, a.precision)
 
 
+def cmd_passk(a) -> None:
+    from ehrmind import passk
+    passk.sample(a.model, _examples(a.train), a.settings, a.reward, a.seed, Path(a.out),
+                 a.trust_remote_code, a.precision)
+
+
+def cmd_gate(a) -> None:
+    from ehrmind import passk
+    passk.gate(a.samples, a.settings, a.train_task, Path(a.out), a.model_name)
+
+
 def cmd_tables(a) -> None:
     from ehrmind import tables
-    written = tables.build(a.metrics, Path(a.out), seed=a.seed, transfer_dirs=a.transfer)
+    written = tables.build(a.metrics, Path(a.out), seed=a.seed, transfer_dirs=a.transfer,
+                           gate_files=a.passk, training_dirs=a.training)
     for path in written:
         print(path)
 
@@ -183,10 +195,34 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", action="append", required=True,
                     help="directory for predictions.jsonl and metrics.json (repeatable)")
 
+    sp = verb("passk", cmd_passk, "Pass@k diagnostic: sample n completions per training item from a model, "
+              "score them; writes samples.jsonl and sampling.json")
+    common(sp, task=False)
+    sp.add_argument("--model", required=True, help="the base model (reference JSON or checkpoint)")
+    sp.add_argument("--train", required=True, help="training split JSONL (each example names its task)")
+    sp.add_argument("--settings", type=_json, required=True,
+                    help="JSON: n, k, temperature, top_p, items_per_category, batch_size, max_new_tokens, "
+                         "max_prompt_tokens")
+    sp.add_argument("--reward", type=_json, required=True)
+    sp.add_argument("--out", required=True, help="directory for samples.jsonl and sampling.json")
+
+    sp = verb("gate", cmd_gate, "summarize stored pass@k samples (pass@1, pass@k, reliable pass@k, entropy) "
+              "and decide: rlvr alone, or sft_rlvr (SFT warm-up first); writes gate.json")
+    sp.add_argument("samples", nargs="+", help="samples.jsonl files (several for the multi training task)")
+    sp.add_argument("--train-task", required=True, help="the training task the decision is for")
+    sp.add_argument("--model-name", required=True, help="the model's name in the config (a label for tables)")
+    sp.add_argument("--settings", type=_json, required=True,
+                    help="JSON: k, threshold, thresholds (per task), reliable (rules)")
+    sp.add_argument("--out", required=True, help="gate.json to write")
+
     sp = verb("tables", cmd_tables, "build Markdown, LaTeX and CSV tables from metrics.json files")
     sp.add_argument("metrics", nargs="+", help="metrics.json files (predictions.jsonl beside each)")
     sp.add_argument("--transfer", nargs="*", default=[], metavar="DIR",
                     help="transfer rule outputs (<DIR>/<task>/metrics.json) for the transfer matrix")
+    sp.add_argument("--passk", nargs="*", default=[], metavar="GATE_JSON",
+                    help="gate.json files: pass@k tables per model and the pass@k-vs-RLVR-gain figure")
+    sp.add_argument("--training", nargs="*", default=[], metavar="DIR",
+                    help="training log dirs (<model>/<task>/<stage>) for the skipped pipeline's cost")
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 

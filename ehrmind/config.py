@@ -47,7 +47,25 @@ def validate(config: dict[str, Any], origin: str = "config") -> dict[str, Any]:
             lines.append(f"  key '{key}': {e.message} (expected {expected})")
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines))
     _fill_defaults(config, schema())
+    _check_passk(config, origin)
     return config
+
+
+def _check_passk(config: dict[str, Any], origin: str) -> None:
+    """Rules the schema cannot express: n >= k, and a gate needs both stages it chooses between."""
+    p = config["passk"]
+    if not p["enabled"]:
+        return
+    problems = []
+    if p["n"] < p["k"]:
+        problems.append(f"key 'passk.n': {p['n']} samples per item is fewer than passk.k = {p['k']} "
+                        f"(expected n >= k for the unbiased pass@k estimator)")
+    missing = [s for s in ("rlvr", "sft_rlvr") if s not in config["stages"]]
+    if p["mode"] == "gated" and missing:
+        problems.append(f"key 'stages': passk.mode 'gated' chooses between rlvr and sft_rlvr, "
+                        f"but stages lacks {', '.join(missing)}")
+    if problems:
+        raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(f"  {line}" for line in problems))
 
 
 def load(path: str | Path) -> dict[str, Any]:
