@@ -10,6 +10,7 @@
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/passk.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
@@ -17,6 +18,6 @@ include: "workflow/rules/tables.smk"
 
 rule all:
     input:
-        all_cells(),
+        all_cells,
         table_files(),
     default_target: True

@@ -13,6 +13,7 @@ predictions.jsonl beside each. Every table is written as Markdown, LaTeX and CSV
                    task: accuracy [95 % CI] and the change against the model's
                    baseline on that task (exact McNemar, Holm-adjusted per model
                    and evaluation task); the diagonal comes from the main cells
+- passk_*:         the Pass@k diagnostic and the gate (ehrmind.passk_report)
 """
 from __future__ import annotations
 
@@ -103,7 +104,8 @@ def _write(out: Path, name: str, headers: list[str], rows: list[list[Any]],
     return [md, tex, cs]
 
 
-def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: list[str] = ()) -> list[Path]:
+def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: list[str] = (),
+          gate_files: list[str] = (), training_dirs: list[str] = ()) -> list[Path]:
     cells = load_cells(metrics_paths)
     comparisons = compare(cells, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,6 +180,10 @@ def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: lis
     written += _classification_table(cells, models, stages, out)
     if transfer_dirs:
         written += _transfer_table(cells, load_transfer(list(transfer_dirs)), tasks, out, seed)
+    if gate_files:
+        from ehrmind import passk_report
+        written += passk_report.write(passk_report.load_gates(list(gate_files)), cells,
+                                      passk_report.load_training(list(training_dirs)), out, _write)
     return written
 
 

@@ -1,5 +1,6 @@
-"""One small end-to-end Snakemake run: two tiny models x three tasks x all four stages,
-plus the transfer matrix with the `multi` training task."""
+"""Small end-to-end Snakemake runs: two tiny models x three tasks x all four stages,
+plus the transfer matrix with the `multi` training task and the pass@k gate in
+audit mode; and a smaller run with the gate in gated mode (a Snakemake checkpoint)."""
 import csv
 import os
 import shutil
@@ -21,18 +22,21 @@ def _snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, model_cache):
-    root = tmp_path_factory.mktemp("grid")
+def _run(root: Path, model_cache, **overrides):
     cfg = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
-    cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache))
+    cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache), **overrides)
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))   # keep the tasks in their order
     # Tiny jobs are mostly Python start-up: one thread each lets two run at once on two cores.
-    one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer")]
+    one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer", "passk")]
     proc = _snakemake(config, "--set-threads", *one_thread)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return config, root / "results", cfg
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, model_cache):
+    return _run(tmp_path_factory.mktemp("grid"), model_cache)
 
 
 def test_every_table_cell_is_filled(tiny_run):
@@ -66,6 +70,48 @@ def test_transfer_matrix_is_complete(tiny_run):
     assert all(r["ehrshot_auroc"] != "" for r in cls)
     metrics = yaml.safe_load(open(results / "transfer/tiny-b/multi/sft/ehrshot/metrics.json"))
     assert metrics["cell"] == {"model": "tiny-b", "task": "ehrshot", "stage": "sft", "train_task": "multi"}
+
+
+def test_passk_audit_tables(tiny_run):
+    _, results, cfg = tiny_run
+    for model in cfg["models"]:
+        rows = [r for r in csv.DictReader(open(results / f"tables/passk_{model}.csv")) if r["category"] == "all"]
+        assert [r["task"] for r in rows] == [*cfg["tasks"], "multi"]
+        assert all(r["decision"] in ("rlvr", "sft_rlvr") and r["pass_at_k"] != "" for r in rows)
+        for r in rows[:-1]:   # every task's own pipelines ran: a verdict
+            assert r["agreed"] in ("yes", "no", "tie") and r["rlvr_gain"] != "" and r["sft_rlvr_gain"] != ""
+    costs = list(csv.DictReader(open(results / "tables/passk_cost.csv")))
+    assert len(costs) == 2 * 4 and all(int(r["passk_generated_tokens"]) > 0 for r in costs)
+    assert all(float(r["skipped_wall_time_s"]) > 0 for r in costs)
+    assert (results / "tables/passk_vs_rlvr_gain.png").stat().st_size > 0
+    samples = [l for l in open(results / "passk/tiny-a/medcalc/samples.jsonl")]
+    assert len(samples) == 7 and all(len(yaml.safe_load(l)["samples"]) == 2 for l in samples)
+
+
+def test_gated_mode_runs_only_the_chosen_pipeline(tmp_path, model_cache):
+    """The gate is a checkpoint: medcalc (threshold 0) gets rlvr alone; trec_ct and multi
+    (threshold above any pass@k of a random model) get the SFT warm-up first."""
+    tasks = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())["tasks"]
+    config, results, _ = _run(tmp_path, model_cache, models={"tiny-a": "tiny:1"},
+                              tasks={t: tasks[t] for t in ("medcalc", "trec_ct")},
+                              stages=["baseline", "rlvr", "sft_rlvr"],
+                              passk={"mode": "gated", "k": 2, "n": 2, "items_per_category": 1,
+                                     "thresholds": {"medcalc": 0.0, "trec_ct": 1.0, "multi": 1.0}})
+    models = results / "models/tiny-a"
+    assert (models / "medcalc/rlvr").is_dir() and not (models / "medcalc/sft_rlvr").exists()
+    assert not (models / "medcalc/sft").exists()
+    for task in ("trec_ct", "multi"):
+        assert (models / f"{task}/sft_rlvr").is_dir() and not (models / f"{task}/rlvr").exists()
+    rows = {r["task"]: r for r in csv.DictReader(open(results / "tables/passk_tiny-a.csv")) if r["category"] == "all"}
+    assert {t: r["decision"] for t, r in rows.items()} == {"medcalc": "rlvr", "trec_ct": "sft_rlvr", "multi": "sft_rlvr"}
+    assert rows["medcalc"]["agreed"] == "not run (gated)" and rows["medcalc"]["rlvr_gain"] != ""
+    main = {r["stage"]: r for r in csv.DictReader(open(results / "tables/main.csv"))}
+    assert main["rlvr"]["medcalc_accuracy"] != "" and main["rlvr"]["trec_ct_accuracy"] == ""
+    assert main["sft_rlvr"]["trec_ct_accuracy"] != "" and main["sft_rlvr"]["medcalc_accuracy"] == ""
+    transfer = {(r["train_task"], r["stage"]) for r in csv.DictReader(open(results / "tables/transfer.csv"))}
+    assert transfer == {("medcalc", "rlvr"), ("trec_ct", "sft_rlvr"), ("multi", "sft_rlvr")}
+    proc = _snakemake(config, "--dry-run")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_cells_hold_predictions_and_provenance(tiny_run):

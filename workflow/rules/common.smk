@@ -26,6 +26,9 @@ TRAINED_STAGES = [s for s in STAGES if s != "baseline"]
 # Cross-task transfer needs at least two tasks; `multi` trains on the union of their training sets.
 TRANSFER = config["transfer"]["enabled"] and len(TASKS) > 1
 TRAIN_TASKS = TASKS + ([MULTI] if TRANSFER and config["transfer"]["multi"] else [])
+# The Pass@k gate: `audit` runs rlvr and sft_rlvr and checks the gate's choice; `gated` runs only the choice.
+PASSK = config["passk"]["enabled"]
+GATED = PASSK and config["passk"]["mode"] == "gated"
 # Flags shared by every rule that loads a model.
 MODEL_FLAGS = f"--precision {config['precision']}" + (" --trust-remote-code" if config["trust_remote_code"] else "")
 
@@ -66,6 +69,33 @@ def grpo_settings(task):
     return {**config["grpo"], "max_completion_length": length}
 
 
+def passk_settings(task):
+    """What `ehrmind passk` samples with: the passk block plus the task's generation lengths."""
+    p, g = config["passk"], gen_settings(task)
+    keys = ("n", "k", "temperature", "top_p", "items_per_category")
+    return {**{k: p[k] for k in keys}, "batch_size": p["batch_size"] or g["batch_size"],
+            "max_new_tokens": g["max_new_tokens"], "max_prompt_tokens": g["max_prompt_tokens"]}
+
+
+def gate_settings():
+    """What `ehrmind gate` decides with; changing it reruns no sampling."""
+    return {k: config["passk"][k] for k in ("k", "threshold", "thresholds", "reliable")}
+
+
+def rl_stages(model, task):
+    """The GRPO stages run for a model and training task: those in `stages`, or in gated
+    mode only the gate's choice (read from the checkpoint's output, so the DAG is
+    re-evaluated once the gate has run)."""
+    if not GATED:
+        return [s for s in ("rlvr", "sft_rlvr") if s in STAGES]
+    with open(checkpoints.gate.get(model=model, task=task).output[0]) as f:
+        return [json.load(f)["gate"]["decision"]]
+
+
+def stages_run(model, task):
+    return [s for s in STAGES if s in ("baseline", "sft")] + rl_stages(model, task)
+
+
 def job_resources():
     """Standard Snakemake resource names for jobs that train or generate."""
     r = config["resources"]
@@ -84,8 +114,8 @@ def model_for(stage):
     return f"{R}/models/{{model}}/{{task}}/{stage}"
 
 
-def all_cells():
-    return [f"{R}/cells/{m}/{t}/{s}/metrics.json" for m in MODELS for t in TASKS for s in STAGES]
+def all_cells(wildcards=None):
+    return [f"{R}/cells/{m}/{t}/{s}/metrics.json" for m in MODELS for t in TASKS for s in stages_run(m, t)]
 
 
 def eval_tasks(train_task):
@@ -93,13 +123,26 @@ def eval_tasks(train_task):
     return [t for t in TASKS if t != train_task]
 
 
-def transfer_dirs():
+def transfer_dirs(wildcards=None):
     if not TRANSFER:
         return []
-    return [f"{R}/transfer/{m}/{t}/{s}" for m in MODELS for t in TRAIN_TASKS for s in TRAINED_STAGES]
+    return [f"{R}/transfer/{m}/{t}/{s}" for m in MODELS for t in TRAIN_TASKS for s in stages_run(m, t) if s != "baseline"]
+
+
+def gate_files(wildcards=None):
+    return [f"{R}/passk/{m}/{t}/gate.json" for m in MODELS for t in TRAIN_TASKS] if PASSK else []
+
+
+def training_dirs(wildcards=None):
+    """Training logs of every checkpoint (the pass@k cost table reads their wall time and tokens)."""
+    if not PASSK:
+        return []
+    return [f"{R}/training/{m}/{t}/{s}" for m in MODELS for t in TRAIN_TASKS for s in stages_run(m, t) if s != "baseline"]
 
 
 def table_files():
     names = ["main", "significance", "classification"] + [f"per_category_{t}" for t in TASKS]
     names += ["transfer"] if TRANSFER else []
-    return [f"{R}/tables/{n}.{ext}" for n in names for ext in ("md", "tex", "csv")]
+    names += [f"passk_{m}" for m in MODELS] + ["passk_cost", "passk_vs_rlvr_gain"] if PASSK else []
+    files = [f"{R}/tables/{n}.{ext}" for n in names for ext in ("md", "tex", "csv")]
+    return files + ([f"{R}/tables/passk_vs_rlvr_gain.png"] if PASSK else [])

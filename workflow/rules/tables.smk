@@ -1,7 +1,9 @@
 rule tables:
     input:
-        cells=all_cells(),
-        transfer=transfer_dirs(),
+        cells=all_cells,
+        transfer=transfer_dirs,
+        passk=gate_files,
+        training=training_dirs,
     output:
         table_files(),
     params:
@@ -10,4 +12,5 @@ rule tables:
     log:
         f"{R}/logs/tables.log",
     shell:
-        "ehrmind tables {input.cells} --transfer {input.transfer} --out {params.out} --seed {params.seed} 2>&1 | tee {log}"
+        "ehrmind tables {input.cells} --transfer {input.transfer}"
+        " --passk {input.passk} --training {input.training} --out {params.out} --seed {params.seed} 2>&1 | tee {log}"

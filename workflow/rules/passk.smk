@@ -1,0 +1,42 @@
+# Pass@k diagnostic of the base model on each task's training split, and the gate.
+# The gate is a checkpoint: in gated mode the GRPO jobs to run depend on its decision.
+
+
+rule passk:
+    input:
+        model=f"{R}/models/{{model}}/base.json",
+        train=f"{R}/data/{{task}}/train.jsonl",
+    output:
+        samples=f"{R}/passk/{{model}}/{{task}}/samples.jsonl",
+        meta=f"{R}/passk/{{model}}/{{task}}/sampling.json",
+    wildcard_constraints:
+        task=_alternatives(TASKS),
+    params:
+        settings=lambda w: as_arg(passk_settings(w.task)),
+        reward=as_arg(config["reward"]),
+        seed=SEED,
+        model_flags=MODEL_FLAGS,
+        out=lambda w, output: os.path.dirname(output.samples),
+    threads: workflow.cores
+    resources:
+        **job_resources(),
+    log:
+        f"{R}/logs/passk/{{model}}/{{task}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} ehrmind passk --model {input.model} --train {input.train}"
+        " --settings {params.settings} --reward {params.reward} --seed {params.seed} {params.model_flags}"
+        " --out {params.out} 2>&1 | tee {log}"
+
+
+# `multi` is gated on the union of its tasks' samples: no new sampling.
+checkpoint gate:
+    input:
+        lambda w: [f"{R}/passk/{w.model}/{t}/samples.jsonl" for t in (TASKS if w.task == MULTI else [w.task])],
+    output:
+        f"{R}/passk/{{model}}/{{task}}/gate.json",
+    params:
+        settings=as_arg(gate_settings()),
+    log:
+        f"{R}/logs/gate/{{model}}/{{task}}.log",
+    shell:
+        "ehrmind gate {input} --train-task {wildcards.task} --model-name {wildcards.model} --settings {params.settings} --out {output} 2>&1 | tee {log}"
