@@ -384,3 +384,10 @@ def test_classification_degenerate_cases_are_defined():
         classification_summary([], [], 2)
     with pytest.raises(ValueError):
         classification_summary([3], [0], 2)
+
+
+def test_pass_at_k_is_stable_where_the_binomials_overflow_floats():
+    from fractions import Fraction
+    n, c, k = 3000, 7, 400   # C(3000, 400) has about 500 digits: far beyond a float
+    exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
+    assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-12)

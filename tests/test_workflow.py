@@ -88,6 +88,17 @@ def test_passk_audit_tables(tiny_run):
     assert len(samples) == 7 and all(len(yaml.safe_load(l)["samples"]) == 2 for l in samples)
 
 
+def test_a_new_gate_threshold_reuses_the_stored_samples(tiny_run, tmp_path):
+    _, results, cfg = tiny_run
+    changed = tmp_path / "threshold.yaml"
+    changed.write_text(yaml.safe_dump({**cfg, "passk": {**cfg["passk"], "threshold": 0.9}}, sort_keys=False))
+    proc = _snakemake(changed, "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = proc.stdout[proc.stdout.index("Job stats"):].split("\n\n")[0]   # the table up to its blank line
+    jobs = {line.split()[0] for line in stats.splitlines()[3:]}
+    assert {"gate", "tables"} <= jobs and "passk" not in jobs and "grpo" not in jobs, stats
+
+
 def test_gated_mode_runs_only_the_chosen_pipeline(tmp_path, model_cache):
     """The gate is a checkpoint: medcalc (threshold 0) gets rlvr alone; trec_ct and multi
     (threshold above any pass@k of a random model) get the SFT warm-up first."""

@@ -22,7 +22,6 @@ SEED = config["seed"]
 MODELS = list(config["models"])
 TASKS = list(config["tasks"])
 STAGES = config["stages"]
-TRAINED_STAGES = [s for s in STAGES if s != "baseline"]
 # Cross-task transfer needs at least two tasks; `multi` trains on the union of their training sets.
 TRANSFER = config["transfer"]["enabled"] and len(TASKS) > 1
 TRAIN_TASKS = TASKS + ([MULTI] if TRANSFER and config["transfer"]["multi"] else [])

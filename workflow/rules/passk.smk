@@ -18,6 +18,7 @@ rule passk:
         model_flags=MODEL_FLAGS,
         out=lambda w, output: os.path.dirname(output.samples),
     threads: workflow.cores
+    priority: 3 if GATED else 0   # gated: training waits for the gate; audit: SFT (the critical path) first
     resources:
         **job_resources(),
     log:
