@@ -29,7 +29,7 @@ from typing import Any
 
 from ehrmind import answer, models, provenance, stats
 from ehrmind.generation import generate
-from ehrmind.io import write_json, write_jsonl
+from ehrmind.io import read_json, read_jsonl, write_json, write_jsonl
 from ehrmind.tasks import Example, get_task
 from ehrmind.tasks.base import DataError, balanced_subsample
 
@@ -155,7 +155,6 @@ def decide(value: float, threshold: float) -> str:
 def gate(sample_files: list[str], settings: dict[str, Any], train_task: str, out: Path,
          model_name: str = "") -> dict[str, Any]:
     """Summarize stored samples (several files for `multi`) and write the decision to `out`."""
-    from ehrmind.io import read_json, read_jsonl
     rows, cost = [], {"wall_time_s": 0.0, "generated_tokens": 0}
     for path in sample_files:
         meta = Path(path).with_name("sampling.json")

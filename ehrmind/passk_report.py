@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ehrmind import stats
+from ehrmind.tables import _num
 from ehrmind.io import read_json
 
 Cell = dict[str, Any]
@@ -50,10 +51,6 @@ def load_training(dirs: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]
 
 def _pts(x: float | None, signed: bool = False) -> str:
     return "–" if x is None else f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
-
-
-def _num(x: float | None) -> str:
-    return "–" if x is None else f"{x:.2f}"
 
 
 def _acc(cell: Cell | None, per_category: str | None = None) -> float | None:
@@ -208,7 +205,7 @@ def write(gates: list[dict], cells: list[Cell], training: dict, out: Path, write
                 verdict += f" (McNemar p = {r['p_rlvr_vs_sft_rlvr']:.3g})"
             rows.append([r["task"] if top else "", r["category"], r["items"], _pts(r["format_rate"]),
                          _pts(r["pass_at_1"]), _pts(r["pass_at_k"]), _pts(r["reliable_pass_at_k"]),
-                         _num(r["entropy"]), _pts(r["gate_value"]), _decision_text(r) if top else "", _pts(r["rlvr_gain"], True), _pts(r["sft_rlvr_gain"], True),
+                         _num(r["entropy"], 2), _pts(r["gate_value"]), _decision_text(r) if top else "", _pts(r["rlvr_gain"], True), _pts(r["sft_rlvr_gain"], True),
                          r.get("better", ""), verdict])
             csv_rows.append(["" if r.get(k) is None else r[k] for k in keys])
         written += writer(out, f"passk_{model}", headers, rows, keys, csv_rows,
