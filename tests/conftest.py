@@ -1,7 +1,11 @@
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")   # nothing in the test suite may reach a hub
@@ -19,3 +23,31 @@ def tiny_model(model_cache) -> Path:
     ref = model_cache / "tiny.json"
     models.prepare("tiny:1", ref, model_cache)
     return ref
+
+
+SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
+
+
+def run_snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--nolock", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+def run_tiny_grid(root: Path, model_cache, *snakemake_args: str, **overrides):
+    """Run the tiny grid (workflow/config/tiny.yaml, config keys overridden by `overrides`)
+    with results under root; extra Snakemake options (an executor, say) in snakemake_args."""
+    cfg = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
+    cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache), **overrides)
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))   # keep the tasks in their order
+    # Tiny jobs are mostly Python start-up: one thread each lets two run at once on two cores.
+    one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer", "passk")]
+    proc = run_snakemake(config, "--set-threads", *one_thread, *snakemake_args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return config, root / "results", cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, model_cache):
+    return run_tiny_grid(tmp_path_factory.mktemp("grid"), model_cache)

@@ -2,41 +2,11 @@
 plus the transfer matrix with the `multi` training task and the pass@k gate in
 audit mode; and a smaller run with the gate in gated mode (a Snakemake checkpoint)."""
 import csv
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.conftest import REPO
-
-SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake"
-
-
-def _snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--nolock", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-
-
-def _run(root: Path, model_cache, **overrides):
-    cfg = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())
-    cfg.update(results_dir=str(root / "results"), model_cache=str(model_cache), **overrides)
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(cfg, sort_keys=False))   # keep the tasks in their order
-    # Tiny jobs are mostly Python start-up: one thread each lets two run at once on two cores.
-    one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer", "passk")]
-    proc = _snakemake(config, "--set-threads", *one_thread)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return config, root / "results", cfg
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, model_cache):
-    return _run(tmp_path_factory.mktemp("grid"), model_cache)
+from tests.conftest import REPO, run_snakemake as _snakemake, run_tiny_grid as _run
 
 
 def test_every_table_cell_is_filled(tiny_run):
