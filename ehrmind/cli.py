@@ -243,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     from ehrmind.config import ConfigError
     from ehrmind.tasks import DataError
+    from ehrmind import devices
     try:
+        devices.claim_for_job()   # a GPU rule's own device(s) before anything starts CUDA
         args.func(args)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, devices.GPUUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -106,6 +106,13 @@ def job_resources():
     return res
 
 
+def job_threads():
+    """Threads of a job that trains or generates: on the CPU all cores; with GPUs
+    cpus_per_gpu per GPU (capped at --cores), so GPU jobs on one machine can run side by side."""
+    r = config["resources"]
+    return min(r["cpus_per_gpu"] * r["gpu"], workflow.cores) if r["gpu"] else workflow.cores
+
+
 def model_for(stage):
     """Input checkpoint of a stage: the base model for baseline, else the trained checkpoint."""
     if stage == "baseline":

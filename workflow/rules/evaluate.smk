@@ -19,13 +19,13 @@ rule evaluate:
         seed=SEED,
         model_flags=MODEL_FLAGS,
         out=lambda w, output: os.path.dirname(output.metrics),
-    threads: workflow.cores
+    threads: job_threads()
     resources:
         **job_resources(),
     log:
         f"{R}/logs/evaluate/{{model}}/{{task}}/{{stage}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} ehrmind evaluate --model {input.model} --task {wildcards.task}"
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} ehrmind evaluate --model {input.model} --task {wildcards.task}"
         " --test {input.test} --settings {params.settings} --reward {params.reward} --seed {params.seed}"
         " {params.model_flags} --cell model={wildcards.model} stage={wildcards.stage} --out {params.out} 2>&1 | tee {log}"
 
@@ -44,12 +44,12 @@ rule transfer:
         reward=as_arg(config["reward"]),
         seed=SEED,
         model_flags=MODEL_FLAGS,
-    threads: workflow.cores
+    threads: job_threads()
     resources:
         **job_resources(),
     log:
         f"{R}/logs/transfer/{{model}}/{{task}}/{{stage}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} ehrmind evaluate --model {input.model} {params.evals}"
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} ehrmind evaluate --model {input.model} {params.evals}"
         " --reward {params.reward} --seed {params.seed} {params.model_flags}"
         " --cell model={wildcards.model} stage={wildcards.stage} train_task={wildcards.task} 2>&1 | tee {log}"

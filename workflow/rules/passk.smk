@@ -17,14 +17,14 @@ rule passk:
         seed=SEED,
         model_flags=MODEL_FLAGS,
         out=lambda w, output: os.path.dirname(output.samples),
-    threads: workflow.cores
+    threads: job_threads()
     priority: 3 if GATED else 0   # gated: training waits for the gate; audit: SFT (the critical path) first
     resources:
         **job_resources(),
     log:
         f"{R}/logs/passk/{{model}}/{{task}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} ehrmind passk --model {input.model} --train {input.train}"
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} ehrmind passk --model {input.model} --train {input.train}"
         " --settings {params.settings} --reward {params.reward} --seed {params.seed} {params.model_flags}"
         " --out {params.out} 2>&1 | tee {log}"
 

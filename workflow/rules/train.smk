@@ -9,14 +9,14 @@ rule sft:
         settings=as_arg(config["sft"]),
         seed=SEED,
         model_flags=MODEL_FLAGS,
-    threads: workflow.cores
+    threads: job_threads()
     priority: 2   # training starts first: the multi chain (sft -> grpo -> transfer) is the longest
     resources:
         **job_resources(),
     log:
         f"{R}/logs/sft/{{model}}/{{task}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} ehrmind sft --task {wildcards.task} --model {input.model}"
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} ehrmind sft --task {wildcards.task} --model {input.model}"
         " --train {input.train} --settings {params.settings} --seed {params.seed} {params.model_flags}"
         " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
 
@@ -35,14 +35,14 @@ rule grpo:
         reward=as_arg(config["reward"]),
         seed=SEED,
         model_flags=MODEL_FLAGS,
-    threads: workflow.cores
+    threads: job_threads()
     priority: 1
     resources:
         **job_resources(),
     log:
         f"{R}/logs/grpo/{{model}}/{{task}}/{{stage}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} ehrmind grpo --task {wildcards.task} --model {input.model}"
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} ehrmind grpo --task {wildcards.task} --model {input.model}"
         " --train {input.train} --settings {params.settings} --reward {params.reward}"
         " --stage {wildcards.stage} --seed {params.seed} {params.model_flags}"
         " --out {output.model} --log-dir {output.logs} 2>&1 | tee {log}"
