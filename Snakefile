@@ -2,13 +2,22 @@
 #
 #   snakemake                                   # embedded profile (workflow/profiles/default)
 #   snakemake --configfile my.yaml              # another run config
-#   snakemake --profile workflow/profiles/slurm # on a SLURM cluster
+#   snakemake --workflow-profile workflow/profiles/gpu       # one machine with GPUs
+#   snakemake --workflow-profile workflow/profiles/slurm     # on a SLURM cluster
+#   snakemake --sdm apptainer                   # every job inside the pinned image (config key `container`)
 #
 # The config is chosen by the profile (or --configfile), validated against
 # ehrmind/schemas/config.schema.yaml before any job starts. Rules are thin:
 # each is one call of the `ehrmind` CLI.
 
 include: "workflow/rules/common.smk"
+
+
+# Only used with `--sdm apptainer`: every job then runs inside this image (config key
+# `container`; by default the SIF built from the pinned GPU image, see containers/).
+container: config["container"]
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/passk.smk"
 include: "workflow/rules/train.smk"
