@@ -9,7 +9,7 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
 REFERENCE := results/reference/embedded
 
-.PHONY: help setup reproduce reference test bench lint dag clean
+.PHONY: help setup reproduce reference test bench lint dag clean container
 help:  ## list targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -47,6 +47,11 @@ lint: setup  ## Snakemake's linter
 
 dag: setup  ## draw the job graph of the embedded grid (needs graphviz's dot)
 	$(BIN)/snakemake --dag | dot -Tpng > dag.png
+
+container:  ## build the CPU image ehrmind-cpu:latest with podman or docker (containers/Containerfile.cpu)
+	@command -v podman >/dev/null 2>&1 || command -v docker >/dev/null 2>&1 || \
+		{ echo "make container: needs podman or docker (as root: .ci/install-podman.sh)" >&2; exit 1; }
+	containers/build-cpu.sh
 
 clean:  ## remove run outputs that are not committed (checkpoints, logs, caches)
 	rm -rf results/embedded/models results/embedded/data results/embedded/logs .snakemake
