@@ -39,7 +39,7 @@ SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or 
 def run_snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([SNAKEMAKE, "--configfile", str(config), "--cores", "2", "--nolock", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
 
 
 def run_tiny_grid(root: Path, model_cache, *snakemake_args: str, **overrides):
