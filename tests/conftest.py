@@ -59,3 +59,11 @@ def run_tiny_grid(root: Path, model_cache, *snakemake_args: str, **overrides):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, model_cache):
     return run_tiny_grid(tmp_path_factory.mktemp("grid"), model_cache)
+
+
+def table_files(results: Path) -> dict[str, bytes]:
+    """A run's tables by file name, for comparing two runs byte for byte; passk_cost.* holds
+    wall times, which no two runs share, so it is left out."""
+    tables = results / "tables"
+    return {str(p.relative_to(tables)): p.read_bytes() for p in sorted(tables.rglob("*"))
+            if p.is_file() and not p.name.startswith("passk_cost.") and p.name != ".snakemake_timestamp"}

@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, skip_unless_required
+from tests.conftest import REPO, skip_unless_required, table_files
 
 IMAGE = os.environ.get("IMAGE", "ehrmind-cpu:latest")
 IN = "/results"                      # the host folder's mount point in the container
@@ -52,12 +51,6 @@ def image(engine) -> str:
     return IMAGE
 
 
-def _tables(results: Path) -> dict[str, bytes]:
-    tables = results / "tables"
-    return {str(p.relative_to(tables)): p.read_bytes() for p in sorted(tables.rglob("*"))
-            if p.is_file() and not p.name.startswith("passk_cost.") and p.name != ".snakemake_timestamp"}
-
-
 def test_tiny_grid_in_the_container_matches_the_host(engine, image, request, tmp_path):
     start = time.monotonic()
     _, host_results, cfg = request.getfixturevalue("tiny_run")   # the host run, unless done earlier
@@ -82,7 +75,7 @@ def test_tiny_grid_in_the_container_matches_the_host(engine, image, request, tmp
     main = shared / "results/tables/main.csv"
     assert main.stat().st_uid != 0, "the container's outputs are owned by root"
 
-    host, container = _tables(host_results), _tables(shared / "results")
+    host, container = table_files(host_results), table_files(shared / "results")
     assert sorted(container) == sorted(host)
     differ = [name for name in host if host[name] != container[name]]
     assert not differ, f"tables differ between host and container: {differ}; " \

@@ -230,7 +230,7 @@ TRL_REQUIRES = ['vllm<=0.31.0,>=0.22.0; extra == "vllm"', 'requests; extra == "v
     ("ARG BASE=debian:bookworm-slim\nFROM ${BASE}\n", False),                 # ARG default, tag only
     ("ARG BASE\nFROM ${BASE}\n", False),                                      # no default at all
     (f"ARG BASE=debian{DIGEST_A[:-1]}\nFROM $BASE\n", False),                 # 63 hex digits
-    (f"FROM --platform=linux/amd64 \\\n    debian:bookworm-slim\nRUN true\n", False),
+    ("FROM --platform=linux/amd64 \\\n    debian:bookworm-slim\nRUN true\n", False),
     (f"ARG BASE=x{DIGEST_A}\nARG BUILDER_IMAGE=golang:1.22\nFROM ${{BASE}}\n", False),
 ])
 def test_containerfile_checker(tmp_path, text, ok):

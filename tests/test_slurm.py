@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_tiny_grid, skip_unless_required
+from tests.conftest import run_tiny_grid, skip_unless_required, table_files
 from tests.slurm.cluster import Cluster, missing_tools
 
 GPU_RULES = {"sft", "grpo", "evaluate", "transfer", "passk"}
@@ -105,10 +105,9 @@ def test_slurm_run_matches_local_run_and_requests_gpus(local_run, slurm_run, clu
           f"SLURM tiny run: {slurm_s:.0f} s (outputs written over {_span(results):.0f} s)")
 
     # (a) the same tables, byte for byte, but for the pass@k cost table (wall times)
-    names = sorted(p.name for p in (local_results / "tables").iterdir() if not p.name.startswith("passk_cost."))
-    assert names and names == sorted(p.name for p in (results / "tables").iterdir()
-                                     if not p.name.startswith("passk_cost."))
-    differ = [n for n in names if (local_results / "tables" / n).read_bytes() != (results / "tables" / n).read_bytes()]
+    local, slurm = table_files(local_results), table_files(results)
+    assert local and sorted(slurm) == sorted(local)
+    differ = [name for name in local if local[name] != slurm[name]]
     assert not differ, f"tables differ from the local run: {differ}"
 
     # (b) the scheduler's record: GPU rules got one GPU each, the others none

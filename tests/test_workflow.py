@@ -2,7 +2,6 @@
 plus the transfer matrix with the `multi` training task and the pass@k gate in
 audit mode; and a smaller run with the gate in gated mode (a Snakemake checkpoint)."""
 import csv
-from pathlib import Path
 
 import yaml
 

@@ -31,15 +31,18 @@ CLIENTS = ("sbatch", "squeue", "sinfo", "scontrol", "scancel", "srun")
 RUN_CONF = Path("/run/slurm/conf")   # where client tools look last for slurm.conf (configless mode)
 
 
+def _find(tool: str) -> str | None:
+    """A tool on PATH or in the sbin folders, where Debian puts the daemons."""
+    return shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def missing_tools() -> list[str]:
     """The daemons and client tools this cluster needs that are not installed."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return [t for t in DAEMONS + CLIENTS if shutil.which(t, path=search) is None]
+    return [t for t in DAEMONS + CLIENTS if _find(t) is None]
 
 
 def _which(tool: str) -> str:
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    path = shutil.which(tool, path=search)
+    path = _find(tool)
     if path is None:
         raise FileNotFoundError(tool)
     return path
