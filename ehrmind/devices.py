@@ -48,8 +48,8 @@ def claim(n: int, devices: list[str] | None = None, lock_dir: Path | None = None
     devices = visible_devices() if devices is None else devices
     if len(devices) < n:
         raise GPUUnavailable(f"this job asks for {n} GPU(s) but {len(devices)} are visible "
-                           f"({', '.join(devices) or 'none'}); set resources.gpu in the run config to 0 "
-                           "to run on the CPU, or run where GPUs are visible")
+                             f"({', '.join(devices) or 'none'}); set resources.gpu in the run config to 0 "
+                             "to run on the CPU, or run where GPUs are visible")
     lock_dir = Path(lock_dir or os.environ.get("EHRMIND_GPU_LOCK_DIR")
                     or Path(tempfile.gettempdir()) / "ehrmind-gpu-locks")
     lock_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def claim(n: int, devices: list[str] | None = None, lock_dir: Path | None = None
             handle.close()
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             raise GPUUnavailable(f"no {n} free GPU(s) among {', '.join(devices)} after {timeout_s:.0f} s "
-                               f"(locks in {lock_dir})")
+                                 f"(locks in {lock_dir})")
         if not waiting:
             log.info("waiting for %d free GPU(s) among %s", n, ", ".join(devices))
             waiting = True
