@@ -39,8 +39,8 @@ reference:  ## copy the embedded run's tables, cells, transfer cells, training l
 test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)
 	$(BIN)/python -m pytest -q
 
-bench: setup  ## print evaluation throughput (tokens/s) of the embedded model at batch 1, 8, 32
-	$(BIN)/ehrmind bench
+bench: setup  ## measure the machine's ceiling and each workload against it (results/bench.json)
+	$(BIN)/ehrmind bench --out results/bench.json
 
 lint: setup  ## Snakemake's linter
 	$(BIN)/snakemake --lint

@@ -1,39 +1,170 @@
-"""Evaluation throughput benchmark: generated tokens per second of the batched
-greedy generation path used by `ehrmind evaluate`, at several batch sizes."""
+"""`ehrmind bench`: what this machine can do, and how close the suite's workloads come to it.
+
+1. The ceiling, measured here: matrix-multiply throughput (GFLOP/s) in fp32 and bf16 at the
+   model's own shapes (hidden x intermediate) for M = 8 / 64 / 512 / 2048 rows, and memory
+   bandwidth (GB/s, a large in-place scale).
+2. The workloads, on EHRMind prompts of the embedded MedCalc task: greedy evaluation at
+   several batch sizes, Pass@k sampling (n samples per prompt), one SFT step and one GRPO
+   step (TRL, rollouts from the suite's backend).
+
+FLOP accounting (P = parameters, embeddings counted once as the LM head):
+generation = 2P per generated token + 2(P - P_head) per prompt token (the prefill keeps only
+the last position's logits); SFT = 6P per trained token; a GRPO step = 8P per token of its
+sequences (policy forward and backward, the reference model's forward) + 2P per generated token. A workload's fraction of the
+ceiling is its FLOP rate over the best matmul rate measured in the precision it ran in.
+"""
 from __future__ import annotations
 
+import json
+import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from ehrmind import models
-from ehrmind.generation import generate
-
-_PROMPT = ("Patient note:\nA {age}-year-old patient has a heart rate of {hr} bpm and a QT interval "
-           "of {qt} msec.\n\nQuestion: What is the corrected QT interval in msec? Explain your steps.")
+log = logging.getLogger(__name__)
 
 
-def run(model: str, batch_sizes: list[int], new_tokens: int, batches: int, precision: str = "auto") -> list[dict[str, float]]:
+def matmul_ceiling(hidden: int, intermediate: int, seconds: float = 0.5) -> dict[str, dict[int, float]]:
     import torch
-    if ":" in model and not Path(model).exists():   # a spec such as embedded:smollm2-135m-instruct
-        with tempfile.TemporaryDirectory() as tmp:
+    out: dict[str, dict[int, float]] = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        out[name] = {}
+        for m in (8, 64, 512, 2048):
+            a, b = torch.randn(m, hidden, dtype=dtype), torch.randn(hidden, intermediate, dtype=dtype)
+            a @ b
+            started, reps = time.perf_counter(), 0
+            while time.perf_counter() - started < seconds:
+                a @ b
+                reps += 1
+            out[name][m] = 2 * m * hidden * intermediate * reps / (time.perf_counter() - started) / 1e9
+    return out
+
+
+def bandwidth(megabytes: int = 256, reps: int = 5) -> float:
+    """GB/s of an in-place scale of a large buffer (read + write)."""
+    import torch
+    x = torch.ones(megabytes * 2**20 // 4)
+    x.mul_(1.0)
+    started = time.perf_counter()
+    for _ in range(reps):
+        x.mul_(1.0)
+    return 2 * x.numel() * 4 * reps / (time.perf_counter() - started) / 1e9
+
+
+def _params(net) -> tuple[int, int]:
+    """(all parameters, LM-head parameters), tied embeddings counted once."""
+    total = sum(p.numel() for p in net.parameters())
+    head = net.get_output_embeddings().weight.numel()
+    return total, head
+
+
+def _prompts(tokenizer, n: int) -> list[list[int]]:
+    from ehrmind.methods.ehrmind import prompts
+    from ehrmind.tasks import get_task
+    task = get_task("medcalc")
+    examples = task.load_split("test", {"test_per_category": max(1, -(-n // 7))}, 0)
+    return [prompts.encode(tokenizer, task.prompt, ex.fields, None)[0] for ex in examples][:n]
+
+
+def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, precision: str = "auto",
+        out: Path | None = None, training: bool = True) -> dict[str, Any]:
+    import torch
+    from ehrmind import models, provenance
+    from ehrmind.generation import SamplingSpec
+    from ehrmind.generation.hf import HFBackend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if ":" in model and not Path(model).exists():   # a spec such as embedded:smollm2-135m-instruct
             model = models.prepare(model, Path(tmp) / "ref.json")["path"]
-    net, tokenizer = models.load(model, precision=precision)
-    net.eval()
-    print(f"model {model} on {models.device()} in {net.dtype}, torch threads {torch.get_num_threads()}, "
-          f"{new_tokens} new tokens max, greedy")
-    print(f"{'batch':>6} {'prompts':>8} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
-    rows = []
-    for bs in batch_sizes:
-        n = batches * bs
-        chats = [[{"role": "user", "content": _PROMPT.format(age=30 + i % 50, hr=50 + i % 60, qt=300 + i)}]
-                 for i in range(n)]
-        generate(net, tokenizer, chats[:bs], max_new_tokens=8, batch_size=bs)   # warm-up
+        net, tok = models.load(model, precision=precision)
+        net.eval()
+        cfg = net.config
+        ceiling = matmul_ceiling(cfg.hidden_size, cfg.intermediate_size)
+        result: dict[str, Any] = {
+            "machine": provenance.device_info(), "threads": torch.get_num_threads(),
+            "matmul_gflops": ceiling, "bandwidth_gbs": round(bandwidth(), 1),
+            "model": model, "dtype": str(net.dtype), "workloads": []}
+        gen_dtype = "bf16" if net.dtype == torch.bfloat16 else "fp32"
+        peak = {k: max(v.values()) for k, v in ceiling.items()}
+        total, head = _params(net)
+        print(f"ceiling: matmul fp32 {_fmt(ceiling['fp32'])} | bf16 {_fmt(ceiling['bf16'])} GFLOP/s "
+              f"(M = 8/64/512/2048); memory {result['bandwidth_gbs']} GB/s; {result['threads']} threads")
+        print(f"model {model}: {total / 1e6:.1f} M parameters, generation in {gen_dtype}")
+        print(f"{'workload':<34} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of ceiling':>10}")
+
+        def record(name: str, tokens: int, seconds: float, flops: float, dtype: str, **extra) -> None:
+            rate = flops / seconds / 1e9
+            row = {"workload": name, "tokens": tokens, "seconds": round(seconds, 2),
+                   "tokens_per_s": round(tokens / seconds, 1), "gflops": round(rate, 1),
+                   "fraction_of_ceiling": round(rate / peak[dtype], 3), "precision": dtype, **extra}
+            result["workloads"].append(row)
+            print(f"{name:<34} {tokens:>8} {seconds:>8.1f} {row['tokens_per_s']:>9.1f} {rate:>8.1f} "
+                  f"{100 * row['fraction_of_ceiling']:>9.1f}%", flush=True)
+
+        prompts = _prompts(tok, max(batch_sizes))
+        backend = HFBackend(net, tok)
+        backend.generate(prompts[:2], SamplingSpec(max_new_tokens=4))   # warm-up
+        for bs in batch_sizes:
+            batch = (prompts * bs)[:bs]
+            backend.batch_size = bs
+            started = time.perf_counter()
+            outs = backend.generate(batch, SamplingSpec(max_new_tokens=new_tokens))
+            seconds = time.perf_counter() - started
+            generated = sum(g.n_tokens for (g,) in outs)
+            prompt_tokens = sum(map(len, batch))
+            record(f"greedy evaluation, batch {bs}", generated, seconds,
+                   2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens)
+        items = max(1, max(batch_sizes) // passk_n)
+        backend.batch_size = items * passk_n
         started = time.perf_counter()
-        out = generate(net, tokenizer, chats, max_new_tokens=new_tokens, batch_size=bs)
+        outs = backend.generate(prompts[:items], SamplingSpec(max_new_tokens=new_tokens, n=passk_n,
+                                                              temperature=0.6, top_p=0.95))
         seconds = time.perf_counter() - started
-        tokens = sum(g.n_tokens for (g,) in out)
-        rows.append({"batch_size": bs, "prompts": n, "tokens": tokens, "seconds": seconds,
-                     "tokens_per_s": tokens / seconds})
-        print(f"{bs:>6} {n:>8} {tokens:>8} {seconds:>8.1f} {tokens / seconds:>9.1f}", flush=True)
-    return rows
+        generated = sum(g.n_tokens for gens in outs for g in gens)
+        prompt_tokens = sum(map(len, prompts[:items]))
+        record(f"pass@k sampling, {items} x n={passk_n}", generated, seconds,
+               2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens)
+        if training:
+            del net, backend
+            _training_steps(model, precision, total, record, Path(tmp))
+    if out:
+        from ehrmind.io import write_json
+        write_json(out, result)
+        print(f"written: {out}")
+    return result
+
+
+def _training_steps(model: str, precision: str, total: int, record, tmp: Path) -> None:
+    """One SFT step (8 examples) and one GRPO step (2 prompts x 4 rollouts of up to 64 tokens)."""
+    from ehrmind import models, training
+    from ehrmind.tasks import get_task
+    dtype = "bf16" if models.use_bf16(precision) else "fp32"
+    task = get_task("medcalc")
+    train = task.load_split("train", {"train_per_category": 2}, 0)[:8]
+    base = {"learning_rate": 1e-5, "gradient_checkpointing": False, "save_steps": 0}
+    sft = {**base, "method": "full", "epochs": 1, "batch_size": 8, "micro_batch_size": None, "max_length": 1024}
+    started = time.perf_counter()
+    summary = training.sft(task, model, train, sft, 0, tmp / "sft", tmp / "sft_logs", precision=precision)
+    seconds = summary["wall_time_s"]
+    record("SFT step, 8 examples", summary["trained_tokens"], seconds, 6 * total * summary["trained_tokens"], dtype,
+           load_and_save_s=round(time.perf_counter() - started - seconds, 1))
+    grpo = {**base, "max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 64,
+            "max_prompt_length": 1024, "beta": 0.001, "epsilon": 0.2, "temperature": 0.6, "top_p": 0.95,
+            "loss_type": "dapo", "micro_batch_size": None, "rollout_batch_size": None, "use_vllm": False}
+    reward = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
+    summary = training.grpo(task, model, train, grpo, reward, 0, tmp / "grpo", tmp / "grpo_logs", "bench",
+                            precision=precision)
+    history = [json.loads(line) for line in open(tmp / "grpo_logs" / "train_log.jsonl")]
+    step = next(h for h in history if "step_time" in h)
+    seconds = step["step_time"]
+    trained = step["num_tokens"]   # prompt + completion tokens of the step's 8 sequences
+    generated = summary["generated_tokens"]
+    # policy forward + backward (6P) and the reference model's forward (2P) over every token,
+    # plus decoding the rollouts (2P per generated token)
+    record("GRPO step, 8 rollouts x <=64 new", trained, seconds, 8 * total * trained + 2 * total * generated, dtype,
+           generated=generated)
+
+
+def _fmt(by_m: dict[int, float]) -> str:
+    return " / ".join(f"{v:.0f}" for v in by_m.values())

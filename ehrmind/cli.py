@@ -98,13 +98,13 @@ def cmd_evaluate(a) -> None:
 
 
 def cmd_passk(a) -> None:
-    from ehrmind import passk
+    from ehrmind.methods.ehrmind import passk
     passk.sample(a.model, _examples(a.train), a.settings, a.reward, a.seed, Path(a.out),
                  a.trust_remote_code, a.precision)
 
 
 def cmd_gate(a) -> None:
-    from ehrmind import passk
+    from ehrmind.methods.ehrmind import passk
     passk.gate(a.samples, a.settings, a.train_task, Path(a.out), a.model_name)
 
 
@@ -118,7 +118,8 @@ def cmd_tables(a) -> None:
 
 def cmd_bench(a) -> None:
     from ehrmind import bench
-    bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.batches, a.precision)
+    bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.passk_n, a.precision,
+              Path(a.out) if a.out else None, training=not a.no_training)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -226,12 +227,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
-    sp = verb("bench", cmd_bench, "print evaluation throughput (tokens/s) at several batch sizes")
+    sp = verb("bench", cmd_bench, "measure this machine's ceiling (matmul GFLOP/s, memory GB/s) and the suite's "
+              "workloads against it: greedy evaluation, pass@k sampling, an SFT step, a GRPO step")
     sp.add_argument("--model", default="embedded:smollm2-135m-instruct", help="model spec or checkpoint")
-    sp.add_argument("--batch-sizes", default="1,8,32,64")
-    sp.add_argument("--new-tokens", type=int, default=128)
-    sp.add_argument("--batches", type=int, default=2, help="timed batches per batch size")
+    sp.add_argument("--batch-sizes", default="1,8,32,64", help="greedy evaluation batch sizes")
+    sp.add_argument("--new-tokens", type=int, default=64, help="new tokens per generation")
+    sp.add_argument("--passk-n", type=int, default=12, help="samples per prompt for the pass@k workload")
     sp.add_argument("--precision", choices=PRECISIONS, default="auto")
+    sp.add_argument("--no-training", action="store_true", help="skip the SFT and GRPO steps")
+    sp.add_argument("--out", help="also write the figures as JSON here")
     return p
 
 

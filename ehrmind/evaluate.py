@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ehrmind import answer, models, provenance, stats
-from ehrmind.generation import Generation, generate
+from ehrmind import generation, provenance, stats
+from ehrmind.generation import Generation, SamplingSpec
 from ehrmind.io import write_json, write_jsonl
+from ehrmind.methods.ehrmind import answer, prompts
 from ehrmind.tasks import Example, Task
 
 log = logging.getLogger(__name__)
@@ -40,20 +41,35 @@ def evaluate(model: str, jobs: list[EvalJob], reward_cfg: dict[str, float], seed
     for job in jobs:
         if not job.examples:
             raise ValueError(f"no test examples for task {job.task.name}")
-    net, tokenizer = models.load(model, trust_remote_code, precision=precision)
-    net.eval()
-    return [_evaluate_one(net, tokenizer, job, reward_cfg, seed) for job in jobs]
+    backend = generation.load(model, jobs[0].gen_cfg.get("backend", "auto"), precision=precision,
+                              trust_remote_code=trust_remote_code, batch_size=jobs[0].gen_cfg["batch_size"])
+    return [_evaluate_one(backend, job, reward_cfg, seed) for job in jobs]
 
 
-def _evaluate_one(net, tokenizer, job: EvalJob, reward_cfg: dict[str, float], seed: int) -> dict[str, Any]:
+def encode_prompts(tokenizer, items: list[tuple[Task, Example]],
+                   max_prompt_tokens: int | None) -> tuple[list[list[int]], int]:
+    """EHRMind prompts of (task, example) pairs as token ids, and how many had to be shortened
+    inside their record."""
+    encoded = [prompts.encode(tokenizer, task.prompt, ex.fields, max_prompt_tokens, where=ex.id)
+               for task, ex in items]
+    cut = sum(c > 0 for _, c in encoded)
+    if cut:
+        log.warning("%d of %d prompts were shortened inside the record to fit %d tokens",
+                    cut, len(items), max_prompt_tokens)
+    return [ids for ids, _ in encoded], cut
+
+
+def _evaluate_one(backend, job: EvalJob, reward_cfg: dict[str, float], seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    task, gen_cfg = job.task, job.gen_cfg
+    task, gen_cfg, tokenizer = job.task, job.gen_cfg, backend.tokenizer
     binary = len(getattr(task, "labels", ())) == 2
     digits = _digit_tokens(tokenizer) if binary else {}
-    outputs = generate(net, tokenizer, [answer.build_messages(task, ex) for ex in job.examples],
-                       max_new_tokens=gen_cfg["max_new_tokens"], batch_size=gen_cfg["batch_size"],
-                       temperature=gen_cfg["temperature"], top_p=gen_cfg["top_p"], seed=seed,
-                       max_prompt_tokens=gen_cfg["max_prompt_tokens"], watch=list(digits) or None)
+    encoded, cut = encode_prompts(tokenizer, [(task, ex) for ex in job.examples], gen_cfg["max_prompt_tokens"])
+    if hasattr(backend, "batch_size"):
+        backend.batch_size = gen_cfg["batch_size"]
+    outputs = backend.generate(encoded, SamplingSpec(
+        max_new_tokens=gen_cfg["max_new_tokens"], temperature=gen_cfg["temperature"], top_p=gen_cfg["top_p"],
+        seed=seed, watch=tuple(digits)))
     predictions = []
     for ex, (gen,) in zip(job.examples, outputs):
         judged = answer.judge(task, gen.text, ex.gold, reward_cfg)
@@ -68,8 +84,10 @@ def _evaluate_one(net, tokenizer, job: EvalJob, reward_cfg: dict[str, float], se
         predictions.append(row)
     wall = time.perf_counter() - started
     metrics = summarize(predictions, len(getattr(task, "labels", ())))
-    metrics.update(cell=job.cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed, dtype=str(net.dtype),
-                   wall_time_s=round(wall, 2), provenance=provenance.collect())
+    metrics.update(cell=job.cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed,
+                   backend=backend.name, dtype=_dtype(backend), prompt=task.prompt.source, prefill=prompts.PREFILL,
+                   prompts_cut=cut, prompt_tokens=sum(map(len, encoded)), wall_time_s=round(wall, 2),
+                   provenance=provenance.collect())
     job.out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(job.out_dir / "predictions.jsonl", predictions)
     write_json(job.out_dir / "metrics.json", metrics)
@@ -100,6 +118,11 @@ def summarize(predictions: list[dict[str, Any]], n_classes: int = 0) -> dict[str
     return metrics
 
 
+def _dtype(backend) -> str:
+    model = getattr(backend, "model", None)
+    return str(getattr(model, "dtype", "")) or getattr(backend, "dtype", "")
+
+
 # --- probability of the positive class, read off the generation's own logits ---
 
 _DIGIT_OF = {"0": "1", "1": "0"}
@@ -117,9 +140,12 @@ def _digit_tokens(tokenizer) -> dict[int, str]:
 
 def _p_positive(tokenizer, gen: Generation, judged: answer.Judged, label_key: str,
                 digits: dict[int, str]) -> tuple[float, str]:
-    """P(class 1) at the step where the model wrote the label digit, renormalized over
-    the two digits ("logits"). When that step cannot be found, the hard answer
-    ("answer": 0 or 1), and 0.5 when there is no valid answer ("none")."""
+    """P(class 1): the probability the answer states, for tasks that ask for one ("stated");
+    else the probability at the step where the model wrote the label digit, renormalized over
+    the two digits ("logits"). When that step cannot be found, the hard answer ("answer": 0
+    or 1), and 0.5 when there is no valid answer ("none")."""
+    if judged.score.probability is not None:
+        return float(judged.score.probability), "stated"
     p = _p_from_logits(tokenizer, gen, label_key, digits)
     if p is not None:
         return p, "logits"

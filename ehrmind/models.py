@@ -128,12 +128,13 @@ def load(model: str | os.PathLike, trust_remote_code: bool = False, for_generati
          precision: str = "auto"):
     """Load model and tokenizer; left padding for batched generation.
 
-    Generation runs in bf16 where `use_bf16`; training on a CPU keeps float32 master
-    weights (the trainer autocasts to bf16), on a GPU loads bf16 weights."""
+    Generation runs in bf16 where `use_bf16`; training always loads float32 master weights
+    (the trainer autocasts to bf16 where `use_bf16`): Adam steps of ~1e-6 fall below bf16's
+    resolution for most weights."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     location = resolve(model)
-    bf16 = use_bf16(precision) and (for_generation or device() == "cuda")
+    bf16 = use_bf16(precision) and for_generation
     dtype = torch.bfloat16 if bf16 else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:

@@ -13,7 +13,7 @@ predictions.jsonl beside each. Every table is written as Markdown, LaTeX and CSV
                    task: accuracy [95 % CI] and the change against the model's
                    baseline on that task (exact McNemar, Holm-adjusted per model
                    and evaluation task); the diagonal comes from the main cells
-- passk_*:         the Pass@k diagnostic and the gate (ehrmind.passk_report)
+- passk_*:         the Pass@k diagnostic and the gate (ehrmind.methods.ehrmind.passk_report)
 """
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: lis
     if transfer_dirs:
         written += _transfer_table(cells, load_transfer(list(transfer_dirs)), tasks, out, seed)
     if gate_files:
-        from ehrmind import passk_report
+        from ehrmind.methods.ehrmind import passk_report
         written += passk_report.write(passk_report.load_gates(list(gate_files)), cells,
                                       passk_report.load_training(list(training_dirs)), out, _write)
     return written

@@ -13,7 +13,7 @@ def test_shipped_configs_are_valid():
 
 def test_defaults_are_filled():
     cfg = config.validate({"models": {"m": "tiny:1"}, "tasks": {"medcalc": {}}})
-    assert cfg["reward"] == {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0}
+    assert cfg["reward"] == {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}   # EHRMind's release
     assert cfg["grpo"]["beta"] == 0.001 and cfg["grpo"]["temperature"] == 0.6
     assert cfg["tasks"]["medcalc"]["source"] == "embedded"
 

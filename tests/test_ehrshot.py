@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ehrmind.tasks.base import DataError
-from ehrmind.tasks.ehrshot import QUESTIONS, SUBTASKS, EhrshotTask, load_dataset
+from ehrmind.tasks.ehrshot import LABEL_NAMES, QUESTIONS, SUBTASKS, EhrshotTask, load_dataset
 from ehrmind.tasks.ehrshot.formats import Event, Label, write_femr_csv, write_meds
 from ehrmind.tasks.ehrshot.serialize import approx_tokens, serialize_timeline
 from ehrmind.tasks.ehrshot.synthetic import CODES, OUTCOME_CODES, generate
@@ -66,20 +66,22 @@ def test_hand_built_meds_gives_the_expected_examples(tmp_path):
                                      "ehrshot-new_hypertension-2-2020-01-01T23:59:00"]
     assert [e.id for e in test] == ["ehrshot-new_acutemi-3-2021-06-01T23:59:00"]   # held_out -> test
     mi = train[0]
-    assert mi.question == (
-        "Patient: 60-year-old female. Record before 2021-01-01, newest first.\n"
-        "Conditions:\n- 2020-01-05 Chest pain\nProcedures:\n- 2020-06-01 Electrocardiogram\n"
-        "Drugs:\n- 2020-06-01 RxNorm/1191\nLabs:\n- 2020-01-05 Troponin I: 0.5 ng/mL\n\n"
-        f"Question: {QUESTIONS['new_acutemi']}")
-    assert (mi.task, mi.category, mi.answer) == ("ehrshot", "new_acutemi", {"prediction": "yes", "label": 1})
-    assert mi.gold == {"label": 1, "subtask": "new_acutemi", "subject_id": 1, "prediction_time": "2021-01-01T00:00:00"}
-    assert "chest pain, troponin I up to 0.5 ng/mL" in mi.reasoning and mi.reasoning.endswith("answer is yes.")
+    assert mi.fields == {
+        "timeline": "Patient: 60-year-old female. Record before 2021-01-01, newest first.\n"
+                    "Conditions:\n- 2020-01-05 Chest pain\nProcedures:\n- 2020-06-01 Electrocardiogram\n"
+                    "Drugs:\n- 2020-06-01 RxNorm/1191\nLabs:\n- 2020-01-05 Troponin I: 0.5 ng/mL",
+        "question": QUESTIONS["new_acutemi"], "negative": "no acute MI", "positive": "acute MI"}
+    assert (mi.task, mi.category, mi.answer) == ("ehrshot", "new_acutemi", {"prediction": "acute MI", "label": 1})
+    assert mi.gold == {"label": 1, "subtask": "new_acutemi", "subject_id": 1, "prediction_time": "2021-01-01T00:00:00",
+                       "label_names": ["no acute MI", "acute MI"]}
+    assert "chest pain, troponin I up to 0.5 ng/mL" in mi.reasoning and mi.reasoning.endswith("answer is acute MI.")
     ht = train[1]
-    assert ht.answer == {"prediction": "no", "label": 0}
-    assert "69-year-old male" in ht.question and "Systolic blood pressure: 150 mmHg" in ht.question
-    assert "Hospital visits:\n- 2019-03-03 Outpatient visit" in ht.question
-    assert "nevertheless" in ht.reasoning and ht.reasoning.endswith("answer is no.")
-    assert "unknown age" not in test[0].question and "female" in test[0].question
+    assert ht.answer == {"prediction": "no hypertension", "label": 0}
+    timeline = ht.fields["timeline"]
+    assert "69-year-old male" in timeline and "Systolic blood pressure: 150 mmHg" in timeline
+    assert "Hospital visits:\n- 2019-03-03 Outpatient visit" in timeline
+    assert "nevertheless" in ht.reasoning and ht.reasoning.endswith("answer is no hypertension.")
+    assert "unknown age" not in test[0].fields["timeline"] and "female" in test[0].fields["timeline"]
 
 
 def test_femr_csv_gives_the_same_examples_as_meds(tmp_path):
@@ -131,9 +133,9 @@ def test_nothing_at_or_after_the_prediction_time_leaks_synthetic(tmp_path):
         t = D.fromisoformat(ex.gold["prediction_time"])
         for when, text in markers[ex.gold["subject_id"]]:
             if when >= t:
-                assert text not in ex.question
-            planted_earlier += when < t and text in ex.question
-        assert not any(o in ex.question for o in outcomes)
+                assert text not in ex.fields["timeline"]
+            planted_earlier += when < t and text in ex.fields["timeline"]
+        assert not any(o in ex.fields["timeline"] for o in outcomes)
     assert planted_earlier > 0    # markers before another label's prediction time do show: the check can fire
 
 
@@ -175,36 +177,35 @@ def test_grouping_by_kind_and_labs_with_value_and_unit():
 
 
 # ---------------------------------------------------------------- scorer
+NAMES = ["no hypertension", "hypertension"]
+
+
 @pytest.mark.parametrize("answer,gold,correct,value", [
-    ({"prediction": "yes", "label": 1}, 1, True, 1),
-    ({"prediction": " No ", "label": 0}, 0, True, 0),
-    ({"prediction": "YES", "label": 1}, 0, False, 1),
-    ({"prediction": "yes", "label": 0}, 0, False, None),      # contradiction
-    ({"prediction": "no", "label": 1}, 1, False, None),
-    ({"prediction": "yes", "label": True}, 1, False, None),   # bool is not a label
-    ({"prediction": "yes", "label": 1.0}, 1, False, None),
-    ({"prediction": "yes", "label": "1"}, 1, False, None),
+    # EHRMind's rule: str(label) is the gold label and the prediction is its name, exactly
+    ({"prediction": "hypertension", "label": 1}, 1, True, 1),
+    ({"prediction": "no hypertension", "label": 0}, 0, True, 0),
+    ({"prediction": "hypertension", "label": "1"}, 1, True, 1),        # str("1") == str(1)
+    ({"prediction": "hypertension", "label": 1}, 0, False, 1),         # wrong class
+    ({"prediction": "Hypertension", "label": 1}, 1, False, None),      # names are exact
+    ({"prediction": "hypertension", "label": 0}, 0, False, None),      # contradiction
+    ({"prediction": "hypertension", "label": True}, 1, False, None),   # str(True) is not "1"
+    ({"prediction": "hypertension", "label": 1.0}, 1, False, None),
     ({"prediction": "maybe", "label": 1}, 1, False, None),
-    ({"label": 1}, 1, False, None),
-    ({"prediction": "yes"}, 1, False, None),
-    ({"prediction": ["yes"], "label": 2}, 1, False, None),
-    ({}, 1, False, None),
+    ({"prediction": ["hypertension"], "label": 2}, 1, False, None),
 ])
 def test_scorer(answer, gold, correct, value):
-    score = TASK.score(answer, {"label": gold})
+    score = TASK.score(answer, {"label": gold, "label_names": NAMES})
     assert (score.correct, score.value) == (correct, value)
     assert (score.error is None) == (value is not None)
-    if answer.get("prediction") in ("yes", "no") and type(answer.get("label")) is int and value is None:
-        assert "contradicts" in score.error
 
 
 def test_scorer_never_raises_and_labels_map():
     assert not TASK.score("yes", {"label": 1}).correct           # type: ignore[arg-type]
     assert TASK.score({"prediction": "yes", "label": 1}, {}).error.startswith("cannot score")
-    assert TASK.labels.index("yes") == 1 and TASK.label_key == "label"
+    assert TASK.label_key == "label" and TASK.answer_keys == ("prediction", "label") and TASK.prompt.clean_tail
     for ex in TASK.load_split("test", {"n_patients": 30}, 0):
         assert TASK.score(ex.answer, ex.gold).correct
-        assert ex.answer["label"] == TASK.labels.index(ex.answer["prediction"]) == ex.gold["label"]
+        assert ex.answer["prediction"] == ex.gold["label_names"][ex.answer["label"]] == LABEL_NAMES[ex.category][ex.gold["label"]]
 
 
 # ---------------------------------------------------------------- splits and sizes
@@ -249,7 +250,7 @@ def test_train_balanced_test_keeps_label_rates(embedded):
 
 
 def test_embedded_questions_are_short(embedded):
-    lengths = sorted(len(e.question) for e in embedded[0] + embedded[1])
+    lengths = sorted(len(e.fields["timeline"]) for e in embedded[0] + embedded[1])
     assert lengths[-1] < 1000 and lengths[len(lengths) // 2] < 600   # ~250 / ~150 tokens
 
 
@@ -258,7 +259,7 @@ def test_embedded_data_is_learnable(embedded):
               "new_hyperlipidemia": r"LDL cholesterol: (1[6-9]\d|2\d\d) mg/dL", "new_acutemi": r"Chest pain",
               "new_pancan": r"Weight loss", "guo_readmission": r"Heart failure", "guo_los": r"Sepsis"}
     test = embedded[1]
-    guess = [bool(re.search(factor[e.category], e.question)) for e in test]
+    guess = [bool(re.search(factor[e.category], e.fields["timeline"])) for e in test]
     gold = [bool(e.gold["label"]) for e in test]
     accuracy = sum(g == y for g, y in zip(guess, gold)) / len(test)
     majority = max(sum(gold), len(gold) - sum(gold)) / len(test)

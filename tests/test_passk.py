@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from ehrmind import cli, config, passk, passk_report, stats, tables
+from ehrmind import cli, config, stats, tables
+from ehrmind.methods.ehrmind import passk, passk_report
 from ehrmind.evaluate import summarize as summarize_cell
 from ehrmind.io import read_json, read_jsonl, write_json, write_jsonl
 from ehrmind.tasks import DataError, Example
@@ -117,6 +118,9 @@ def test_gate_names_file_and_line_of_a_bad_sample_row(tmp_path, capsys):
     assert not (tmp_path / "gate.json").exists()
 
 
+REWARD = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
+
+
 def _examples(n_per_category):
     from ehrmind.tasks import get_task
     return [ex.__class__(**{**ex.to_json(), "task": "medcalc"})
@@ -125,30 +129,23 @@ def _examples(n_per_category):
 
 
 def test_sampling_is_batched_and_stored(tiny_model, tmp_path, monkeypatch):
-    """All n samples of a batch of items come from one generate call, never one sample at a time."""
-    from ehrmind import models
+    """All n samples of a batch of items come from one backend call, each prompt encoded once."""
+    from ehrmind.generation.hf import HFBackend
     calls = []
-    load = models.load
+    batch = HFBackend._batch
 
-    def spying_load(*args, **kwargs):
-        net, tok = load(*args, **kwargs)
-        generate = net.generate
+    def spy(self, prompts, spec, seed):
+        calls.append((len(prompts), spec.n))
+        return batch(self, prompts, spec, seed)
 
-        def counted(*a, **kw):
-            calls.append((kw["input_ids"].shape[0], kw["num_return_sequences"]))
-            return generate(*a, **kw)
-        net.generate = counted
-        return net, tok
-
-    monkeypatch.setattr(models, "load", spying_load)
+    monkeypatch.setattr(HFBackend, "_batch", spy)
     examples = _examples(1)   # 7 items, one per MedCalc category
     settings = {"n": 3, "k": 2, "temperature": 0.6, "top_p": 0.95, "items_per_category": 1, "batch_size": 9,
-                "max_new_tokens": 4, "max_prompt_tokens": 256}
-    meta = passk.sample(str(tiny_model), examples, settings, {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0},
-                        0, tmp_path)
-    assert calls == [(3, 3), (3, 3), (1, 3)]      # 9 sequences per call = 3 items x 3 samples
+                "max_new_tokens": 4, "max_prompt_tokens": 512}
+    meta = passk.sample(str(tiny_model), examples, settings, REWARD, 0, tmp_path)
+    assert calls == [(3, 3), (3, 3), (1, 3)]      # 9 sequences per batch = 3 items x 3 samples
     rows = read_jsonl(tmp_path / "samples.jsonl")
-    assert [r["id"] for r in rows] == [ex.id for ex in examples]
+    assert sorted(r["id"] for r in rows) == sorted(ex.id for ex in examples)
     assert all(len(r["samples"]) == 3 and r["task"] == "medcalc" for r in rows)
     assert meta["generated_tokens"] == sum(s["generated_tokens"] for r in rows for s in r["samples"]) > 0
     assert read_json(tmp_path / "sampling.json")["items"] == 7
@@ -234,6 +231,6 @@ def test_fit_of_pass_at_k_against_gain():
 
 
 def test_example_task_field_is_required_for_sampling(tmp_path):
-    ex = Example("x", "lab", "q", {}, "r", {})
+    ex = Example("x", "lab", {"question": "q"}, {}, "r", {})
     with pytest.raises(DataError, match="names no task"):
         passk.sample("unused", [ex], {"n": 2, "k": 2, "items_per_category": None}, {}, 0, tmp_path)

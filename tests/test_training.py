@@ -1,31 +1,32 @@
-"""SFT and GRPO really update weights (TRL on a tiny local model, a couple of steps)."""
+"""SFT and GRPO really update weights (TRL on a tiny local model, a couple of steps); SFT
+trains only the continuation after the prefill; GRPO's rollouts come from the suite's
+backend; micro-batches and accumulation follow the config."""
 import json
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from ehrmind import answer, models, training
-from ehrmind.tasks import Example, Score
+from ehrmind import models, training
+from ehrmind.generation.hf import HFBackend
+from ehrmind.methods.ehrmind import answer, prompts
+from ehrmind.tasks import Example
+from tests.helpers import EchoTask
 
-REWARD = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0}
+REWARD = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
 
 
-class AddOne:
+class AddOne(EchoTask):
     name = "add_one"
-    answer_instructions = 'The answer JSON is {"answer": <number>}.'
-
-    def score(self, obj, gold):
-        return Score(obj.get("answer") == gold["x"], None, obj.get("answer"))
 
 
-EXAMPLES = [Example(f"t{i}", "c", f"What is {i} plus 1?", {"x": i + 1}, f"{i} plus 1 is {i + 1}.",
+EXAMPLES = [Example(f"t{i}", "c", {"question": f"What is {i} plus 1?"}, {"x": i + 1}, f"{i} plus 1 is {i + 1}.",
                     {"answer": i + 1}) for i in range(8)]
-SFT = {"method": "full", "epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "max_length": 128,
-       "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-       "gradient_checkpointing": False}
+SFT = {"method": "full", "epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "max_length": 256,
+       "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "gradient_checkpointing": False}
 GRPO = {"max_steps": 2, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 8,
-        "learning_rate": 1e-2, "beta": 0.001, "epsilon": 0.2, "temperature": 1.0, "top_p": 1.0,
+        "max_prompt_length": 256, "learning_rate": 1e-2, "beta": 0.001, "epsilon": 0.2, "temperature": 1.0,
+        "top_p": 1.0, "loss_type": "dapo", "micro_batch_size": None, "rollout_batch_size": None,
         "use_vllm": False, "gradient_checkpointing": False}
 
 
@@ -37,6 +38,18 @@ def _changed(before: dict, after: dict) -> list[str]:
     return [k for k in before if not (before[k] == after[k]).all()]
 
 
+def test_sft_rows_train_only_the_continuation(tiny_model):
+    _, tok = models.load(tiny_model)
+    (row,) = training.sft_rows(tok, AddOne(), EXAMPLES[:1], 256)
+    n_prompt = sum(label == -100 for label in row["labels"])
+    prompt_ids, _ = prompts.encode(tok, AddOne.prompt, EXAMPLES[0].fields, None, sft=True)
+    assert row["input_ids"][:n_prompt] == prompt_ids   # exactly what generation is prompted with
+    assert tok.decode(row["input_ids"][:n_prompt]).endswith(prompts.PREFILL)
+    target = tok.decode([t for t in row["labels"] if t != -100], skip_special_tokens=True)
+    assert target == prompts.sft_target(EXAMPLES[0].reasoning, EXAMPLES[0].answer)
+    assert row["labels"][-1] == tok.eos_token_id
+
+
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_sft_updates_weights(tiny_model, tmp_path, method):
     summary = training.sft(AddOne(), str(tiny_model), EXAMPLES, {**SFT, "method": method}, 0,
@@ -46,45 +59,66 @@ def test_sft_updates_weights(tiny_model, tmp_path, method):
     assert changed, "SFT left every weight unchanged"
     if method == "lora":   # adapter merged: plain keys, attention/MLP changed, embeddings frozen
         assert not any("lora" in k for k in after) and "model.embed_tokens.weight" not in changed
-    assert summary["steps"] == 2 and summary["trained_tokens"] > 0
+    assert summary["steps"] == 2 and summary["trained_tokens"] > summary["supervised_tokens"] > 0
     log = [json.loads(line) for line in open(tmp_path / "logs/train_log.jsonl")]
     assert any("loss" in row for row in log)
     assert (tmp_path / "logs/training_curves.png").stat().st_size > 0
+    assert not training.resume_dir(tmp_path / "ckpt").exists()
 
 
-def test_grpo_updates_weights(tiny_model, tmp_path, monkeypatch):
+def test_grpo_updates_weights_with_rollouts_from_the_backend(tiny_model, tmp_path, monkeypatch):
     # A random tiny model never writes the format, so every rollout would get the same
     # reward and a zero advantage. Reward the letter count instead, to exercise the update.
     real_judge = answer.judge
+    seen = []
 
     def varied(task, text, gold, cfg):
+        seen.append(text)
         j = real_judge(task, text, gold, cfg)
         return answer.Judged(j.parsed, j.score, float(len(text) % 5))
 
     monkeypatch.setattr(answer, "judge", varied)
+    calls = []
+    real_generate = HFBackend.generate
+
+    def spy(self, prompts_, spec):
+        calls.append((len(prompts_), spec.n))
+        return real_generate(self, prompts_, spec)
+
+    monkeypatch.setattr(HFBackend, "generate", spy)
     summary = training.grpo(AddOne(), str(tiny_model), EXAMPLES, GRPO, REWARD, 0, tmp_path / "ckpt",
                             tmp_path / "logs", "rlvr")
+    assert calls == [(2, 4), (2, 4)]   # each step: 2 prompts, each encoded once for its 4 samples
     assert _changed(_weights(tiny_model), _weights(tmp_path / "ckpt"))
     assert summary["steps"] == 2 and summary["generated_tokens"] > 0
     log = [json.loads(line) for line in open(tmp_path / "logs/train_log.jsonl")]
-    assert any("reward" in row for row in log)
+    assert any("reward" in row for row in log) and len(seen) == 2 * 2 * 4 * 2   # two reward functions
+
+
+def test_grpo_micro_batches_and_accumulation(tmp_path):
+    cfg = {**GRPO, "prompts_per_step": 32, "num_generations": 12, "micro_batch_size": 2, "save_steps": 50,
+           "use_vllm": True, "vllm_gpu_memory_utilization": 0.3, "vllm_enable_sleep_mode": True,
+           "vllm_max_model_length": 5548}
+    args = training.grpo_arguments(cfg, 0, "fp32", tmp_path)
+    assert args["per_device_train_batch_size"] == 2 and args["gradient_accumulation_steps"] == 192
+    assert args["steps_per_generation"] == 192 and args["num_iterations"] == 1
+    assert args["vllm_mode"] == "colocate" and args["vllm_enable_sleep_mode"] and args["save_strategy"] == "steps"
+    with pytest.raises(ValueError, match="not a multiple of micro_batch_size 5"):
+        training.grpo_arguments({**cfg, "micro_batch_size": 5}, 0, "fp32", tmp_path)
 
 
 class AddTwo(AddOne):
     name = "add_two"
-    answer_instructions = 'Reply {"answer": <number>}.'
 
 
 def test_multi_task_examples_keep_their_own_task(tiny_model, tmp_path, monkeypatch):
     """`multi` training mixes tasks: each example is prompted and rewarded by its own task."""
     registry = {"add_one": AddOne, "add_two": AddTwo}
     monkeypatch.setattr(training, "get_task", lambda name: registry[name]())
-    mixed = [Example(ex.id, ex.category, ex.question, {**ex.gold, "task": name}, ex.reasoning, ex.answer, name)
+    mixed = [Example(ex.id, ex.category, ex.fields, {**ex.gold, "task": name}, ex.reasoning, ex.answer, name)
              for i, ex in enumerate(EXAMPLES) for name in ["add_one" if i % 2 else "add_two"]]
     tasks = training._tasks(None, mixed)
     assert sorted(tasks) == ["add_one", "add_two"]
-    prompts = {ex.task: answer.build_messages(tasks[ex.task], ex)[0]["content"] for ex in mixed}
-    assert prompts["add_one"] != prompts["add_two"]
     judged_by = []
     real_judge = answer.judge
 

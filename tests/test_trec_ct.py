@@ -10,17 +10,18 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ehrmind.answer import build_messages, judge, sft_completion
+from ehrmind.methods.ehrmind.answer import judge
+from ehrmind.methods.ehrmind.prompts import sft_target
 from ehrmind.tasks.base import DataError
-from ehrmind.tasks.trec_ct import LABELS, TrecCTTask, split_pairs
-from ehrmind.tasks.trec_ct.formats import (Trial, read_files, read_ir_dataset, read_qrels, read_topics,
+from ehrmind.tasks.trec_ct import LABELS, VERDICT, TrecCTTask, split_pairs
+from ehrmind.tasks.trec_ct.formats import (Trial, read_files, split_criteria, read_ir_dataset, read_qrels, read_topics,
                                            read_trial_xml, write_qrels, write_topics_xml, write_trial_xml,
                                            write_trials_jsonl)
 from ehrmind.tasks.trec_ct.synthetic import generate
 
 TASK = TrecCTTask()
 GOLD = {"label": 2, "kind": "transductive", "topic": "1", "trial": "NCT00000001"}
-REWARD = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0}
+REWARD = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -46,40 +47,39 @@ def write_official(data, root: Path, jsonl: bool = False) -> dict[str, str]:
 
 # ---------------------------------------------------------------- label mapping (pinned)
 def test_label_mapping_is_pinned_across_prompt_scorer_and_sft(embedded):
-    # EHRMind's public reward code swapped 0 and 1 relative to its prompt; ours must not
-    assert LABELS == ("not relevant", "excluded", "eligible")
-    assert LABELS.index("not relevant") == 0 and LABELS.index("excluded") == 1 and LABELS.index("eligible") == 2
+    # the qrels order with EHRMind's names; its public reward code swapped 0 and 1 against its
+    # RL prompt, and its SFT prompt lists them in yet another order: ours must not
+    assert LABELS == ("Irrelevant", "Excluded", "Eligible")
     for i, name in enumerate(LABELS):
-        assert f'{i} "{name}"' in TASK.answer_instructions
-    assert TASK.score({"prediction": "eligible", "idx": 2}, GOLD).correct
-    assert TASK.score({"prediction": "excluded", "idx": 1}, {**GOLD, "label": 1}).correct
-    assert not TASK.score({"prediction": "excluded", "idx": 1}, {**GOLD, "label": 0}).correct
+        assert f"{i}) {name} (" in TASK.prompt.task_prompt and f'"{name}"' in TASK.prompt.format_instruction
+    assert TASK.prompt.sft_format_instruction == TASK.prompt.format_instruction
+    assert TASK.score({"prediction": "Eligible", "idx": 2}, GOLD).correct
+    assert TASK.score({"prediction": "Excluded", "idx": 1}, {**GOLD, "label": 1}).correct
+    assert not TASK.score({"prediction": "Excluded", "idx": 1}, {**GOLD, "label": 0}).correct
     for ex in embedded["train"] + embedded["test"]:
         assert ex.answer == {"prediction": LABELS[ex.gold["label"]], "idx": ex.gold["label"]}
         assert TASK.score(ex.answer, ex.gold).correct
     ex = embedded["train"][0]
-    assert judge(TASK, sft_completion(ex), ex.gold, REWARD).reward == pytest.approx(1.1)
-    assert "not relevant" in build_messages(TASK, ex)[0]["content"]
+    assert judge(TASK, sft_target(ex.reasoning, ex.answer), ex.gold, REWARD).reward == pytest.approx(1.1)
 
 
 # ---------------------------------------------------------------- scorer
 @pytest.mark.parametrize("answer, correct, value, error", [
-    ({"prediction": "eligible", "idx": 2}, True, 2, None),
-    ({"prediction": " Eligible ", "idx": "2"}, True, 2, None),       # case, spaces, digit string accepted
-    ({"prediction": "excluded", "idx": 1}, False, 1, None),          # wrong class
-    ({"prediction": "not relevant", "idx": 0, "extra": 1}, False, 0, None),
-    ({"prediction": "eligible", "idx": 1}, False, None, "is class 2 but idx is 1"),
-    ({"prediction": "eligible"}, False, None, "missing key(s) idx"),
-    ({"idx": 2}, False, None, "missing key(s) prediction"),
-    ({}, False, None, "missing key(s) prediction, idx"),
-    ({"prediction": "eligible", "idx": True}, False, None, "idx must be"),
-    ({"prediction": "eligible", "idx": 2.0}, False, None, "idx must be"),
-    ({"prediction": "eligible", "idx": 3}, False, None, "idx must be"),
-    ({"prediction": "eligible", "idx": -1}, False, None, "idx must be"),
-    ({"prediction": "eligible", "idx": [2]}, False, None, "idx must be"),
-    ({"prediction": "maybe", "idx": 2}, False, None, "prediction must be one of"),
-    ({"prediction": 2, "idx": 2}, False, None, "prediction must be one of"),
-    ({"prediction": None, "idx": None}, False, None, "idx must be"),
+    # EHRMind's rule: str(prediction) is the label's name and str(idx) its index
+    ({"prediction": "Eligible", "idx": 2}, True, 2, None),
+    ({"prediction": "Eligible", "idx": "2"}, True, 2, None),          # str("2") == str(2)
+    ({"prediction": "Excluded", "idx": 1}, False, 1, None),           # wrong class
+    ({"prediction": "Irrelevant", "idx": 0, "extra": 1}, False, 0, None),
+    ({"prediction": "eligible", "idx": 2}, False, None, "name no single class"),    # names are exact
+    ({"prediction": " Eligible ", "idx": 2}, False, None, "name no single class"),
+    ({"prediction": "Eligible", "idx": 1}, False, None, "name no single class"),
+    ({"prediction": "Eligible", "idx": True}, False, None, "name no single class"),
+    ({"prediction": "Eligible", "idx": 2.0}, False, None, "name no single class"),  # str(2.0) == "2.0"
+    ({"prediction": "Eligible", "idx": 3}, False, None, "name no single class"),
+    ({"prediction": "Eligible", "idx": [2]}, False, None, "name no single class"),
+    ({"prediction": "maybe", "idx": 2}, False, None, "name no single class"),
+    ({"prediction": 2, "idx": 2}, False, None, "name no single class"),
+    ({"prediction": None, "idx": None}, False, None, "name no single class"),
 ])
 def test_score(answer, correct, value, error):
     s = TASK.score(answer, GOLD)
@@ -113,6 +113,8 @@ def test_generator_is_seeded_rule_based_and_balanced():
         assert trial.conditions[0] in rationale
         assert (trial.conditions[0] in data.topics[q]) == (label > 0)
         assert ("not relevant" in rationale, "excluded" in rationale, "eligible" in rationale)[label]
+        assert (f"Age under {trial.minimum_age.split()[0]} or over {trial.maximum_age.split()[0]} years"
+                in trial.exclusion)   # the age window is shown: EHRMind's prompt has no structured ages
 
 
 def test_examples_are_compact_and_well_formed(embedded):
@@ -120,8 +122,9 @@ def test_examples_are_compact_and_well_formed(embedded):
     assert len({ex.id for ex in examples}) == len(examples)
     for ex in examples:
         assert ex.task == "trec_ct" and ex.id == f"trec_ct-{ex.gold['topic']}-{ex.gold['trial']}"
-        assert ex.question.startswith("Patient: ") and ex.question.endswith("for this trial?")
-        assert len(ex.question) < 800 and ex.reasoning.count(".") <= 3
+        assert set(ex.fields) == {"note", "title", "inclusion", "exclusion"}
+        assert ex.fields["inclusion"].startswith("- ") and ex.fields["exclusion"].startswith("- Age under")
+        assert len("".join(ex.fields.values())) < 800 and ex.reasoning.count(".") <= 3
     assert {ex.category for ex in embedded["train"]} == set(LABELS)
     assert {ex.category for ex in embedded["test"]} == {"transductive", "inductive"}
     assert all(ex.gold["kind"] == ex.category for ex in embedded["test"])
@@ -161,7 +164,6 @@ def test_split_sizes_follow_the_config():
 @pytest.mark.parametrize("cfg, key", [({"heldout_fraction": -0.1}, "heldout_fraction"),
                                       ({"transductive_fraction": 1.0}, "transductive_fraction"),
                                       ({"train_per_label": -1}, "train_per_label"),
-                                      ({"max_trial_chars": 0}, "max_trial_chars"),
                                       ({"n_patients": True}, "n_patients"),
                                       ({"source": "web"}, "source"),
                                       ({"source": "files", "topics": "t.xml"}, "qrels")])
@@ -172,10 +174,13 @@ def test_bad_config_values(cfg, key):
         TASK.load_split("validation", {}, seed=0)
 
 
-def test_long_trials_are_truncated():
-    ex = TASK.load_split("train", {"max_trial_chars": 40}, seed=0)[0]
-    trial_part = ex.question.split("\n\n")[1]
-    assert trial_part.endswith(" ...") and len(trial_part) <= 44
+def test_criteria_are_split_into_inclusion_and_exclusion():
+    text = "  inclusion criteria:\n- Adults\n- Asthma\nEXCLUSION CRITERIA\n- Pregnancy\nInclusion Criteria:\n- Consent"
+    assert split_criteria(text) == ("- Adults\n- Asthma\n- Consent", "- Pregnancy")   # any case, blocks joined
+    assert split_criteria("Inclusion Criteria:\n- A\nExclusion Criteria:\n- B") == ("- A", "- B")
+    assert split_criteria("- A only, no headings") == ("- A only, no headings", "")
+    assert split_criteria("Exclusion Criteria:\n- B") == ("", "- B")
+    assert split_criteria("Preamble\nExclusion Criteria:\n- B") == ("Preamble", "- B")
 
 
 # ---------------------------------------------------------------- official formats
@@ -189,7 +194,7 @@ def test_round_trip_embedded_to_official_files(tmp_path, embedded, jsonl):
         strip = lambda exs: [dataclasses.replace(ex, reasoning="") for ex in exs]   # noqa: E731
         assert strip(from_files) == strip(embedded[split])
         # real data has no rationale: an honest template naming the label
-        assert all(LABELS[ex.gold["label"]].split()[-1] in ex.reasoning for ex in from_files)
+        assert all(VERDICT[ex.gold["label"]] in ex.reasoning for ex in from_files)
 
 
 CT_GOV_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -229,6 +234,7 @@ def test_clinicaltrials_gov_xml_is_parsed(tmp_path):
                           ("Congenital Adrenal Hyperplasia", "Hyperandrogenism"),
                           "Inclusion Criteria:\n-  Children with classic CAH\nExclusion Criteria:\n-  Pregnancy",
                           gender="All", minimum_age="14 Years", maximum_age="35 Years")
+    assert (trial.inclusion, trial.exclusion) == ("-  Children with classic CAH", "-  Pregnancy")
     # nested layout (NCT0000xxxx/NCT00000102.xml) and a question built from it
     (tmp_path / "trials" / "NCT0000xxxx").mkdir(parents=True)
     (tmp_path / "trials" / "NCT0000xxxx" / path.name).write_text(CT_GOV_XML)
@@ -237,8 +243,10 @@ def test_clinicaltrials_gov_xml_is_parsed(tmp_path):
     cfg = {"source": "files", "topics": str(tmp_path / "t.xml"), "qrels": str(tmp_path / "q.txt"),
            "trials": str(tmp_path / "trials"), "heldout_fraction": 0.5}
     (ex,) = TASK.load_split("test", cfg, seed=0)
-    assert "Ages: 14 Years to 35 Years" in ex.question and "Children with classic CAH" in ex.question
-    assert "Sex:" not in ex.question and ex.category == "inductive"
+    assert ex.fields == {"note": "A 50-year-old with asthma.",
+                         "title": "Congenital Adrenal Hyperplasia: Calcium Channels as Therapeutic Targets",
+                         "inclusion": "-  Children with classic CAH", "exclusion": "-  Pregnancy"}
+    assert ex.category == "inductive"
 
 
 def _files(tmp_path: Path, topics: str, qrels: str, trials: dict[str, str]) -> dict[str, str]:
@@ -335,7 +343,7 @@ def test_ir_datasets_adapter_with_a_fake_dataset(monkeypatch):
     train = TASK.load_split("train", cfg, seed=0)
     assert loaded == ["clinicaltrials/2021/trec-ct-2021"] and len(train) == 6
     assert train[0].reasoning.startswith("Comparing the patient with the trial's criteria")
-    assert "Condition: Asthma; COPD" in train[0].question
+    assert train[0].fields["title"].startswith("Trial ") and train[0].fields["inclusion"] == "- Asthma"
 
 
 def test_ir_datasets_adapter_errors(monkeypatch):

@@ -1,15 +1,20 @@
 """The task contract: every task is one module that turns a data source into
-`Example`s and scores a parsed answer against an example's gold record.
+`Example`s, declares its EHRMind prompt (a `PromptTemplate` filled with an example's
+`fields`) and the answer JSON's keys, and scores a parsed answer against an example's
+gold record.
 
-Prompt, SFT target and reward are built from these fields by the generic
-pipeline (`ehrmind.answer`), so a new task only has to say what its data is and
-what a correct answer is.
+Rendering, parsing and the reward are shared (`ehrmind.methods.ehrmind`), so a new
+task only has to say what its data is, how EHRMind asks about it, and what a correct
+answer is.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from random import Random
-from typing import Any, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ehrmind.methods.ehrmind.prompts import PromptTemplate
 
 T = TypeVar("T")
 
@@ -22,7 +27,7 @@ class DataError(ValueError):
 class Example:
     id: str                 # stable across runs; used to pair items between stages
     category: str           # reporting group (MedCalc category, trial label, ...)
-    question: str           # user-message text: the record plus the question
+    fields: dict[str, str]  # named text parts the task's prompt template fills ({note}, {question}, ...)
     gold: dict[str, Any]    # JSON-serializable; everything `Task.score` needs
     reasoning: str          # SFT target inside <think>
     answer: dict[str, Any]  # SFT target answer JSON, e.g. {"answer": "88.2"}
@@ -42,13 +47,13 @@ class Score:
     correct: bool
     error: str | None = None   # why the answer could not be scored (None when it could)
     value: Any = None          # the answer as the scorer read it, for predictions.jsonl
+    probability: float | None = None   # a stated probability of class 1 (binary tasks that ask for one)
 
 
 class Task(Protocol):
     name: str
-    # Sentence appended to the system prompt describing the answer JSON,
-    # e.g. 'The answer JSON is {"answer": <number or date>}.'
-    answer_instructions: str
+    prompt: PromptTemplate         # EHRMind's prompt for this task (methods/ehrmind/prompts.py)
+    answer_keys: tuple[str, ...]   # keys the answer JSON must have (a missing one is a format error)
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         """Return the examples of `split` ("train" or "test").
@@ -69,7 +74,8 @@ class ClassificationTask(Task, Protocol):
 
     Contract: gold["label"] is the gold class index; `score` returns
     Score.value = the predicted class index (None when there is none); the answer
-    JSON holds the class index under `label_key`."""
+    JSON holds the class index under `label_key`. A task whose answer states a
+    probability of class 1 returns it in Score.probability; AUROC then uses it."""
     labels: tuple[str, ...]   # class names; position = class index
     label_key: str            # answer JSON key that holds the class index ("idx", "label")
 

@@ -62,10 +62,12 @@ def gen_settings(task):
 
 
 def grpo_settings(task):
-    """The grpo block; rollouts are as long as the task's evaluation answers (the longest for multi)."""
+    """The grpo block; rollouts are as long as the task's evaluation answers and prompts as its
+    evaluation prompts (the longest for multi)."""
     tasks = TASKS if task == MULTI else [task]
     length = max(config["tasks"][t].get("max_new_tokens") or config["grpo"]["max_completion_length"] for t in tasks)
-    return {**config["grpo"], "max_completion_length": length}
+    prompt = max(gen_settings(t)["max_prompt_tokens"] for t in tasks)
+    return {**config["grpo"], "max_completion_length": length, "max_prompt_length": prompt}
 
 
 def passk_settings(task):

@@ -27,6 +27,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
+from ehrmind.methods.ehrmind.prompts import FORMAT_HEAD, PromptTemplate
 from ehrmind.tasks.base import DataError, Example, Score
 from ehrmind.tasks.ehrshot.formats import Dataset, Label, read_femr_csv, read_meds
 from ehrmind.tasks.ehrshot.serialize import serialize_timeline
@@ -47,6 +48,26 @@ QUESTIONS = {
 TARGETS = {"new_acutemi": "acute myocardial infarction", "new_hyperlipidemia": "hyperlipidemia",
            "new_hypertension": "hypertension", "new_pancan": "pancreatic cancer",
            "guo_readmission": "readmission", "guo_los": "a long hospital stay"}
+# Class names in the answer JSON, per subtask: (label 0, label 1). EHRMind's reward compares the
+# "prediction" string with the gold label's name; its release has no names for these subtasks
+# except "no readmission", so these follow that pattern.
+SHORT = {"new_acutemi": "acute MI", "new_hyperlipidemia": "hyperlipidemia", "new_hypertension": "hypertension",
+         "new_pancan": "pancreatic cancer", "guo_readmission": "readmission", "guo_los": "long stay"}
+LABEL_NAMES = {s: (f"no {short}", short) for s, short in SHORT.items()}
+
+# EHRMind's EHRSHOT prompt builder is not in its release; this one has the shape of its other
+# prompts (system sentence, task prompt with the record in a fenced block, the format
+# instruction with its answer example, the same prefill) and is this suite's own wording.
+_FORMAT = (FORMAT_HEAD + "<think>\n[entire reasoning process here]\n</think>\n<answer>\n{\n"
+           "    \"prediction\": str(label_name),\n    \"label\": int(0_or_1)\n}\n</answer>.")
+PROMPT = PromptTemplate(
+    task_prompt=("You are a helpful assistant for clinical prediction from electronic health records. Please "
+                 "think step-by-step about the patient's record before the prediction time and then answer "
+                 "the question.\nHere is the patient record:\n```{timeline}```\n\nHere is the question:\n"
+                 "```{question}```\nAnswer label 1 (\"{positive}\") for yes and label 0 (\"{negative}\") for no."),
+    format_instruction=_FORMAT, sft_format_instruction=_FORMAT, record_fields=("timeline",), clean_tail=True,
+    source="this suite (EHRMind's EHRSHOT prompt is not published); reward as verl/utils/reward_score/ehrshot.py")
+
 OUTCOMES = {  # subtask -> (outcome when label 0, when label 1)
     **{s: (f"was not newly diagnosed with {TARGETS[s]} within the year",
            f"was newly diagnosed with {TARGETS[s]} within the year") for s in SUBTASKS[:4]},
@@ -64,7 +85,7 @@ def rationale(subtask: str, factors: list[str], label: int) -> str:
         seen = (f"Before the prediction time the record shows none of the screened risk factors for "
                 f"{TARGETS[subtask]} ({SCREENED[subtask]}).")
     against = " nevertheless" if bool(factors) != bool(label) else ""
-    return f"{seen} The patient{against} {OUTCOMES[subtask][label]}, so the answer is {'yes' if label else 'no'}."
+    return f"{seen} The patient{against} {OUTCOMES[subtask][label]}, so the answer is {LABEL_NAMES[subtask][label]}."
 
 
 def _optional_count(cfg: dict[str, Any], key: str) -> int | None:
@@ -130,10 +151,12 @@ def to_example(subtask: str, label: Label, dataset: Dataset, token_budget: int) 
     when = label.prediction_time.isoformat()
     return Example(
         id=f"ehrshot-{subtask}-{label.subject_id}-{when}", category=subtask, task="ehrshot",
-        question=f"{timeline.text}\n\nQuestion: {QUESTIONS[subtask]}",
-        gold={"label": y, "subtask": subtask, "subject_id": label.subject_id, "prediction_time": when},
+        fields={"timeline": timeline.text, "question": QUESTIONS[subtask], "negative": LABEL_NAMES[subtask][0],
+                "positive": LABEL_NAMES[subtask][1]},
+        gold={"label": y, "subtask": subtask, "subject_id": label.subject_id, "prediction_time": when,
+              "label_names": list(LABEL_NAMES[subtask])},
         reasoning=rationale(subtask, risk_factors(subtask, timeline.shown, timeline.age), y),
-        answer={"prediction": "yes" if y else "no", "label": y})
+        answer={"prediction": LABEL_NAMES[subtask][y], "label": y})
 
 
 def _take(items: list[Example], n: int, rng: Random) -> list[Example]:
@@ -169,9 +192,10 @@ def subsample(examples: list[Example], n: int | None, seed: str, balance: bool, 
 
 class EhrshotTask:
     name = "ehrshot"
-    labels = ("no", "yes")
+    labels = ("negative", "positive")   # class 0 / class 1; each subtask names them (LABEL_NAMES)
     label_key = "label"
-    answer_instructions = 'Answer JSON: {"prediction": "yes" or "no", "label": 1 or 0}.'
+    prompt = PROMPT
+    answer_keys = ("prediction", "label")
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         if split not in SPLITS:
@@ -203,20 +227,21 @@ class EhrshotTask:
         return subsample(examples, n, f"ehrshot-{split}-{seed}", balance, stratify=split == "test")
 
     def score(self, answer: dict[str, Any], gold: dict[str, Any]) -> Score:
+        """EHRMind's EHRSHOT rule: correct iff str(label) is the gold label and the prediction is
+        its name. The predicted class, for the metrics, is the class both fields name (None when
+        they disagree). At test time EHRMind weights a correct answer by inverse class frequency;
+        here that is the balanced accuracy of the evaluation, not part of the score."""
         try:
-            if not isinstance(answer, dict):
-                return Score(False, "answer JSON is not an object")
-            label, prediction = answer.get("label"), answer.get("prediction")
-            if type(label) is not int or label not in (0, 1):
-                return Score(False, f"'label' must be the integer 1 or 0, got {label!r}"[:200])
-            if not isinstance(prediction, str) or prediction.strip().lower() not in self.labels:
-                return Score(False, f"'prediction' must be \"yes\" or \"no\", got {prediction!r}"[:200])
-            if self.labels.index(prediction.strip().lower()) != label:
-                return Score(False, f"prediction {prediction.strip()!r} contradicts label {label}")
-            return Score(label == int(gold["label"]), None, label)
+            names = gold["label_names"]
+            label, name = str(answer["label"]), str(answer["prediction"])
+            predicted = int(label) if label in ("0", "1") and name == names[int(label)] else None
+            if predicted is None:
+                return Score(False, f"label {label!r} and prediction {name!r} name no single class of "
+                                    f"0 {names[0]!r}, 1 {names[1]!r}"[:200])
+            return Score(predicted == int(gold["label"]), None, predicted)
         except Exception as exc:  # malformed gold: report, never crash a run
             return Score(False, f"cannot score: {type(exc).__name__}: {exc}"[:200])
 
 
-__all__ = ["DataError", "EhrshotTask", "QUESTIONS", "SUBTASKS", "DEFAULT_BASE_RATES", "load_dataset",
+__all__ = ["DataError", "EhrshotTask", "LABEL_NAMES", "PROMPT", "QUESTIONS", "SUBTASKS", "DEFAULT_BASE_RATES", "load_dataset",
            "patient_split", "rationale", "subsample", "to_example"]

@@ -16,40 +16,44 @@ from __future__ import annotations
 
 from typing import Any
 
+from ehrmind.methods.ehrmind.prompts import FORMAT_HEAD, PromptTemplate
 from ehrmind.tasks.base import DataError, Example, Score
 from ehrmind.tasks.base import balanced_subsample as _balanced
-from ehrmind.tasks.medcalc.scoring import (CALCULATORS, format_date, parse_date, parse_number,
-                                           parse_weeks_days, rule_for, score_value)
+from ehrmind.tasks.medcalc.scoring import CALCULATORS, rule_for, score_value
 from ehrmind.tasks.medcalc.source import (COLUMNS, DEFAULT_HUB_ID, is_local, read_rows, validate_rows,
                                           write_csv)
+
+# EHRMind's MedCalc prompt (src/dataset/medcalc/rl/data_process.py; SFT: sft/data_preprocess.py)
+_FORMAT = (FORMAT_HEAD + '<think>\n[entire reasoning process here]\n</think>\n<answer>\n{\n'
+           '    "answer": str(short_and_direct_answer_of_the_question),\n} \n</answer>.')
+PROMPT = PromptTemplate(
+    task_prompt=("You are a helpful assistant for calculating a score for a given patient note. Please think "
+                 "step-by-step to solve the question and then generate the required score.\n"
+                 "Here is the patient note:\n```{note}```\n\nHere is the task:\n```{question}```"),
+    format_instruction=_FORMAT + "\n\nDo not output anything after the </answer> tag.",
+    sft_format_instruction=_FORMAT,
+    record_fields=("note",), clean_tail=False,   # the release comments the tail check out for MedCalc
+    source="EHRMind src/dataset/medcalc/rl/data_process.py, sft/data_preprocess.py")
 
 SPLITS = ("train", "test")
 DEFAULT_PER_CATEGORY = {"train": 100, "test": 20}
 TEST_ROW_OFFSET = 1_000_000  # embedded test Row Numbers start at 1,000,001, train at 1
 
 
-def model_answer(row: dict[str, str]) -> Any:
-    """The ground truth as a model should write it in {"answer": ...}."""
-    gt = row["Ground Truth Answer"]
-    rule = rule_for(int(row["Calculator ID"]))
-    if rule == "date":
-        return format_date(parse_date(gt))
-    if rule == "weeks_days":
-        w, d = parse_weeks_days(gt)
-        return f"({w} weeks, {d} days)"
-    x = parse_number(gt)
-    return int(round(x)) if rule == "integer" else x
+def model_answer(row: dict[str, str]) -> str:
+    """The ground truth as EHRMind's SFT target writes it: {"answer": "<Ground Truth Answer>"}."""
+    return row["Ground Truth Answer"].strip()
 
 
 def rows_to_examples(rows: list[dict[str, str]], split: str) -> list[Example]:
     """Validated rows -> Examples (ids medcalc-<split>-<Row Number>)."""
     out = []
     for row in rows:
-        question = f"Patient note:\n{row['Patient Note'].strip()}\n\nQuestion: {row['Question'].strip()}"
         gold = {"calculator_id": int(row["Calculator ID"]), "output_type": row["Output Type"].strip(),
                 "ground_truth": row["Ground Truth Answer"], "lower": row["Lower Limit"], "upper": row["Upper Limit"]}
         out.append(Example(id=f"medcalc-{split}-{row['Row Number'].strip()}", category=row["Category"].strip(),
-                           question=question, gold=gold, reasoning=row["Ground Truth Explanation"].strip(),
+                           fields={"note": row["Patient Note"], "question": row["Question"]},   # as EHRMind: unstripped
+                           gold=gold, reasoning=row["Ground Truth Explanation"].strip(),
                            answer={"answer": model_answer(row)}))
     return out
 
@@ -70,9 +74,8 @@ def _per_category(cfg: dict[str, Any], split: str, embedded: bool) -> int | None
 
 class MedCalcTask:
     name = "medcalc"
-    answer_instructions = (
-        'Answer JSON: {"answer": X}, X a number, a date "MM/DD/YYYY" or "(W weeks, D days)".'
-    )
+    prompt = PROMPT
+    answer_keys = ("answer",)
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         if split not in SPLITS:

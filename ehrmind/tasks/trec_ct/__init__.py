@@ -1,6 +1,8 @@
 """TREC Clinical Trials: is a patient eligible for, excluded from, or not relevant to a trial?
 
-Labels (one mapping for prompt, reward and metrics): 0 not relevant, 1 excluded, 2 eligible.
+Labels (one mapping for prompt, reward and metrics, the qrels one, with EHRMind's names):
+0 Irrelevant, 1 Excluded, 2 Eligible. EHRMind's RL prompt uses this order; its SFT prompt and
+its public reward code swap 0 and 1, which this suite does not follow.
 Splits by patient: a seeded `heldout_fraction` of topics is unseen (inductive test); of the
 seen topics' pairs a seeded, label-stratified `transductive_fraction` is the transductive test
 and the rest the training pool, from which train takes `train_per_label` pairs per label.
@@ -15,7 +17,6 @@ data_cfg keys:
   transductive_fraction fraction of seen patients' pairs held out as transductive test (default 0.2)
   train_per_label       training pairs per label (default None: the smallest class's count)
   test_per_category     pairs per test kind, label-stratified (default None: all)
-  max_trial_chars       trial text kept in the prompt (default 1500)
 """
 from __future__ import annotations
 
@@ -23,21 +24,47 @@ import os
 from random import Random
 from typing import Any, NamedTuple
 
+from ehrmind.methods.ehrmind.prompts import FORMAT_HEAD, PromptTemplate
 from ehrmind.tasks.base import DataError, Example, Score, balanced_subsample
-from ehrmind.tasks.trec_ct.formats import QrelRows, Trial, TrialLookup, read_files, read_ir_dataset
+from ehrmind.tasks.trec_ct.formats import QrelRows, TrialLookup, read_files, read_ir_dataset
 
-LABELS = ("not relevant", "excluded", "eligible")   # position = class index = qrels label
+LABELS = ("Irrelevant", "Excluded", "Eligible")   # position = class index = qrels label
+
+# EHRMind's trial-matching prompt (src/dataset/matching/rl/inst.py: PROMPT, get_trial_text, make_prefix),
+# "clinial" and the trailing spaces as published.
+_FORMAT = (FORMAT_HEAD + "<think>\n[entire reasoning process here, you should analyze each criterion one by one]\n"
+           "</think>\n<answer>\n{\n    \"prediction\": str(one_of_[\"Irrelevant\", \"Excluded\", \"Eligible\"]),\n"
+           "    \"idx\": int(matching_index_of_this_data_point)\n}\n</answer>.")
+# EHRMind's SFT prompt for this task (sft/sft_data.py) lists the labels in another order; the suite
+# trains with the RL prompt so that one label order holds everywhere.
+PROMPT = PromptTemplate(
+    task_prompt=(
+        "You are a helpful assistant for clinical trial recruitment. Your task is to compare a given patient note "
+        "and the eligibility criteria of a clinical trial to determine the patient's eligibility.\n\n"
+        "The assessment of eligibility has a three-point scale: \n"
+        "0) Irrelevant (patient does not have sufficient information to qualify for the trial); \n"
+        "1) Excluded (patient meets inclusion criteria, but is excluded on the grounds of the trial's exclusion "
+        "criteria); and \n"
+        "2) Eligible (patient meets inclusion criteria and exclusion criteria do not apply).\n"
+        "You should make a trial-level eligibility on each patient for the clinical trial, i.e., output the scale "
+        "for the assessment of eligibility. \n\n"
+        "Here is the patient note:\n{note}\n\n"
+        "Here is the clinial trial:\n"
+        "Title: {title}\nInclusion Criteria: \n```\n{inclusion}\n```\nExclusion Criteria: \n```\n{exclusion}\n```\n"
+        "-----------------"),
+    format_instruction=_FORMAT, sft_format_instruction=_FORMAT,
+    record_fields=("note", "inclusion", "exclusion"), clean_tail=True,
+    source="EHRMind src/dataset/matching/rl/inst.py")
 SPLITS = ("train", "test")
 SOURCES = ("embedded", "ir_datasets", "files")
 DEFAULT_DATASET_ID = "clinicaltrials/2021/trec-ct-2021"
-QUESTION = "Is the patient eligible, excluded or not relevant for this trial?"
 # SFT rationale for real data, which has none: states the label and invents no facts
 VERDICT = ("this trial is not relevant to the patient", "the patient is excluded from this trial",
            "the patient is eligible for this trial")
 DEFAULTS: dict[str, Any] = {
     "source": "embedded", "dataset_id": DEFAULT_DATASET_ID, "n_patients": 40, "trials_per_patient": 6,
     "heldout_fraction": 0.2, "transductive_fraction": 0.2, "train_per_label": None,
-    "test_per_category": None, "max_trial_chars": 1500,
+    "test_per_category": None,
 }
 
 Pair = tuple[str, str, int]   # (topic, trial, label)
@@ -59,8 +86,8 @@ def _options(data_cfg: dict[str, Any] | None) -> dict[str, Any]:
         x = cfg[key]
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x < 1:
             raise ValueError(f"trec_ct: {key} must be a number in [0, 1), got {x!r}")
-    for key, low in (("n_patients", 1), ("trials_per_patient", 1), ("max_trial_chars", 1),
-                     ("train_per_label", 0), ("test_per_category", 0)):
+    for key, low in (("n_patients", 1), ("trials_per_patient", 1), ("train_per_label", 0),
+                     ("test_per_category", 0)):
         x = cfg[key]
         if x is not None and (isinstance(x, bool) or not isinstance(x, int) or x < low):
             raise ValueError(f"trec_ct: {key} must be an integer >= {low}"
@@ -134,20 +161,7 @@ def split_pairs(qrels: QrelRows, seed: int, cfg: dict[str, Any]) -> dict[str, li
     return {"train": train, "transductive": transductive, "inductive": inductive}
 
 
-def trial_text(trial: Trial, max_chars: int) -> str:
-    lines = [f"Trial {trial.nct_id}: {trial.title}".rstrip(": ")]
-    if trial.conditions:
-        lines.append("Condition: " + "; ".join(trial.conditions))
-    lo, hi = (a if a and a.upper() != "N/A" else "" for a in (trial.minimum_age, trial.maximum_age))
-    if lo or hi:
-        lines.append("Ages: " + (f"{lo} to {hi}" if lo and hi else f"{lo} and older" if lo else f"up to {hi}"))
-    if trial.gender and trial.gender.lower() != "all":
-        lines.append(f"Sex: {trial.gender}")
-    text = "\n".join(lines + [trial.eligibility])
-    return text if len(text) <= max_chars else text[:max_chars].rstrip() + " ..."
-
-
-def make_example(corpus: Corpus, pair: Pair, kind: str, max_trial_chars: int) -> Example:
+def make_example(corpus: Corpus, pair: Pair, kind: str) -> Example:
     qid, docid, label = pair
     try:
         trial = corpus.trials[docid]
@@ -155,29 +169,20 @@ def make_example(corpus: Corpus, pair: Pair, kind: str, max_trial_chars: int) ->
         raise DataError(f"{corpus.origin}: topic {qid}, trial {docid}: field 'trial': no trial document") from None
     if qid not in corpus.topics:
         raise DataError(f"{corpus.origin}: topic {qid}, trial {docid}: field 'topic': no topic text")
-    question = f"Patient: {corpus.topics[qid]}\n\n{trial_text(trial, max_trial_chars)}\n\n{QUESTION}"
+    fields = {"note": corpus.topics[qid], "title": trial.title.strip(), "inclusion": trial.inclusion.strip(),
+              "exclusion": trial.exclusion.strip()}
     reasoning = corpus.rationales.get((qid, docid)) or f"Comparing the patient with the trial's criteria, {VERDICT[label]}."
     return Example(id=f"trec_ct-{qid}-{docid}", category=LABELS[label] if kind == "train" else kind,
-                   question=question, gold={"label": label, "kind": kind, "topic": qid, "trial": docid},
+                   fields=fields, gold={"label": label, "kind": kind, "topic": qid, "trial": docid},
                    reasoning=reasoning, answer={"prediction": LABELS[label], "idx": label}, task="trec_ct")
-
-
-def _class_index(idx: Any) -> int | None:
-    """idx as a class index: an int 0..2, or the same written as a string ("2"); floats and bools are not."""
-    if isinstance(idx, str):
-        idx = idx.strip()
-        return int(idx) if idx in ("0", "1", "2") else None
-    if isinstance(idx, int) and not isinstance(idx, bool) and 0 <= idx < len(LABELS):
-        return idx
-    return None
 
 
 class TrecCTTask:
     name = "trec_ct"
     labels = LABELS
     label_key = "idx"
-    answer_instructions = ('Answer JSON: {"prediction": NAME, "idx": I} with '
-                           + ", ".join(f'{i} "{name}"' for i, name in enumerate(LABELS)) + ".")
+    prompt = PROMPT
+    answer_keys = ("prediction", "idx")
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         if split not in SPLITS:
@@ -186,30 +191,21 @@ class TrecCTTask:
         corpus = load_corpus(cfg, seed)
         parts = split_pairs(corpus.qrels, seed, cfg)
         kinds = ("train",) if split == "train" else ("transductive", "inductive")
-        return [make_example(corpus, pair, kind, cfg["max_trial_chars"]) for kind in kinds for pair in parts[kind]]
+        return [make_example(corpus, pair, kind) for kind in kinds for pair in parts[kind]]
 
     def score(self, answer: dict[str, Any], gold: dict[str, Any]) -> Score:
-        """Correct iff idx (int 0..2 or its digit string) and prediction (a class name, any case)
-        name the same class and it is the gold label; a mismatch is wrong with an error."""
+        """EHRMind's matching rule: correct iff str(prediction) is the gold label's name and
+        str(idx) its index ("2" and 2 both read as 2). The predicted class, for the metrics,
+        is the class both fields name; None when they disagree or name none."""
         try:
-            if not isinstance(answer, dict):
-                return Score(False, "answer JSON is not an object")
-            missing = [k for k in ("prediction", "idx") if k not in answer]
-            if missing:
-                return Score(False, f"missing key(s) {', '.join(missing)}")
-            idx = _class_index(answer["idx"])
-            if idx is None:
-                return Score(False, f"idx must be 0, 1 or 2, got {answer['idx']!r}"[:200])
-            name = answer["prediction"]
-            if not isinstance(name, str) or " ".join(name.split()).lower() not in LABELS:
-                return Score(False, f"prediction must be one of {', '.join(LABELS)}; got {name!r}"[:200])
-            named = LABELS.index(" ".join(name.split()).lower())
-            if named != idx:
-                return Score(False, f"prediction {LABELS[named]!r} is class {named} but idx is {idx}")
-            return Score(idx == int(gold["label"]), None, idx)
+            name, idx = str(answer["prediction"]), str(answer["idx"])
+            predicted = LABELS.index(name) if name in LABELS and idx == str(LABELS.index(name)) else None
+            if predicted is None:
+                return Score(False, f"prediction {name!r} and idx {idx!r} name no single class of "
+                                    f"{', '.join(f'{i} {n}' for i, n in enumerate(LABELS))}"[:200])
+            return Score(predicted == int(gold["label"]), None, predicted)
         except Exception as exc:  # malformed gold: report, never crash a run
             return Score(False, f"cannot score: {type(exc).__name__}: {exc}"[:200])
 
 
-__all__ = ["LABELS", "Corpus", "DataError", "TrecCTTask", "load_corpus", "make_example", "split_pairs",
-           "trial_text"]
+__all__ = ["LABELS", "PROMPT", "Corpus", "DataError", "TrecCTTask", "load_corpus", "make_example", "split_pairs"]

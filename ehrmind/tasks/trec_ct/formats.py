@@ -4,16 +4,21 @@
 - qrels: lines `topic iteration trial label`, label 0 not relevant, 1 excluded, 2 eligible
 - trials: ClinicalTrials.gov XML files (`NCTxxxxxxxx.xml`, root `<clinical_study>`), JSON files
   or a JSONL file of objects with keys nct_id, title, condition, eligibility
-  (optional gender, minimum_age, maximum_age)
+  (optional gender, minimum_age, maximum_age, and inclusion_criteria / exclusion_criteria
+  as TrialGPT's trial_info.json has them)
 - an `ir_datasets` dataset object (queries_iter, qrels_iter, docs_store)
 
 In memory: topics are `dict[topic id, text]`, qrels `list[(topic, trial, label)]`, trials a
 lookup `trial id -> Trial` (a dict, or a store that parses a record on first access).
+A Trial keeps its inclusion and its exclusion criteria apart (EHRMind shows them as two
+blocks): from the record's own fields where it has them, else split at the
+"Inclusion Criteria:" / "Exclusion Criteria:" headings of the criteria text.
 Every malformed input raises `DataError` naming file, line/element and field.
 """
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,12 +39,36 @@ class Trial:
     gender: str = ""          # "All", "Female", "Male" or ""
     minimum_age: str = ""     # as ClinicalTrials.gov writes it: "18 Years", "N/A" or ""
     maximum_age: str = ""
+    inclusion: str = ""       # the inclusion criteria (set by __post_init__ from eligibility when empty)
+    exclusion: str = ""       # the exclusion criteria
+
+    def __post_init__(self):
+        if not self.inclusion and not self.exclusion:
+            inclusion, exclusion = split_criteria(self.eligibility)
+            object.__setattr__(self, "inclusion", inclusion)
+            object.__setattr__(self, "exclusion", exclusion)
 
 
 class TrialLookup(Protocol):
     def __getitem__(self, trial_id: str) -> Trial: ...   # KeyError when there is no document
 
     def __contains__(self, trial_id: object) -> bool: ...
+
+
+_HEADING = re.compile(r"^\s*(inclusion|exclusion)\s+criteria\b\s*:?", re.I | re.M)
+
+
+def split_criteria(text: str) -> tuple[str, str]:
+    """(inclusion, exclusion) of a criteria text, split at its "Inclusion Criteria:" and
+    "Exclusion Criteria:" heading lines; text before any heading counts as inclusion, and a
+    text without headings is all inclusion."""
+    parts = {"inclusion": [], "exclusion": []}
+    current, last = "inclusion", 0
+    for m in _HEADING.finditer(text):
+        parts[current].append(text[last:m.start()])
+        current, last = m.group(1).lower(), m.end()
+    parts[current].append(text[last:])
+    return tuple(clean_text("\n".join(parts[k])) for k in ("inclusion", "exclusion"))
 
 
 def clean_text(text: str) -> str:
@@ -181,14 +210,20 @@ def trial_from_json(obj: Any, where: str) -> Trial:
         conditions = [conditions]
     if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
         raise DataError(f"{where}: trial {nct_id}: field 'condition': expected a string or a list of strings")
-    return Trial(nct_id, text("title"), tuple(c.strip() for c in conditions if c.strip()),
-                 clean_text(text("eligibility", required=True)), text("gender"), text("minimum_age"),
-                 text("maximum_age"))
+    inclusion, exclusion = clean_text(text("inclusion_criteria")), clean_text(text("exclusion_criteria"))
+    if inclusion or exclusion:
+        eligibility = clean_text(text("eligibility")) or \
+            f"Inclusion Criteria:\n{inclusion}\nExclusion Criteria:\n{exclusion}"
+    else:
+        eligibility = clean_text(text("eligibility", required=True))
+    return Trial(nct_id, text("title"), tuple(c.strip() for c in conditions if c.strip()), eligibility,
+                 text("gender"), text("minimum_age"), text("maximum_age"), inclusion, exclusion)
 
 
 def trial_to_json(trial: Trial) -> dict[str, Any]:
     obj = asdict(trial)
     obj["condition"] = list(obj.pop("conditions"))
+    obj["inclusion_criteria"], obj["exclusion_criteria"] = obj.pop("inclusion"), obj.pop("exclusion")
     return obj
 
 

@@ -2,8 +2,10 @@
 
 A patient has an age (18-88), a sex and 1-3 conditions; the vignette names all of them
 and says nothing else clinical, so a condition not named is absent. A trial requires one
-condition, has an age window (structured minimum/maximum age, inclusive) and excludes one
-other condition. The label follows these rules, checked in this order:
+condition (its inclusion criterion), has an age window (structured minimum/maximum age,
+inclusive, and stated among the exclusion criteria: "Age under X or over Y years", since
+EHRMind's prompt shows only the title and the two criteria blocks) and excludes one other
+condition. The label follows these rules, checked in this order:
 
 1. the patient lacks the required condition                        -> 0 not relevant
 2. the patient's age is outside the window                         -> 1 excluded
@@ -125,7 +127,8 @@ def _spec_for(p: Patient, aim: int, r: Random) -> TrialSpec:
 def _trial(nct_id: str, spec: TrialSpec, r: Random) -> Trial:
     drug = f"{''.join(r.choices('ABCDEFGHKLMPRSTVZ', k=3))}-{r.randint(100, 999)}"
     criteria = (f"Inclusion Criteria:\n- {r.choice(INCLUDE).format(cond=spec.required)}\n"
-                f"Exclusion Criteria:\n- {r.choice(EXCLUDE).format(cond=spec.excluded)}")
+                f"Exclusion Criteria:\n- Age under {spec.min_age} or over {spec.max_age} years\n"
+                f"- {r.choice(EXCLUDE).format(cond=spec.excluded)}")
     return Trial(nct_id, r.choice(TITLES).format(drug=drug, cond=spec.required), (spec.required,), criteria,
                  gender="All", minimum_age=f"{spec.min_age} Years", maximum_age=f"{spec.max_age} Years")
 

@@ -27,9 +27,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ehrmind import answer, models, provenance, stats
-from ehrmind.generation import generate
+from ehrmind import generation, provenance, stats
+from ehrmind.generation import SamplingSpec
 from ehrmind.io import read_json, read_jsonl, write_json, write_jsonl
+from ehrmind.methods.ehrmind import answer
 from ehrmind.tasks import Example, get_task
 from ehrmind.tasks.base import DataError, balanced_subsample
 
@@ -54,14 +55,16 @@ def sample(model: str, examples: list[Example], settings: dict[str, Any], reward
     if unnamed:
         raise DataError(f"pass@k: example {unnamed[0]} names no task; rerun prepare-data")
     tasks = {name: get_task(name) for name in sorted({ex.task for ex in items})}
+    from ehrmind.evaluate import encode_prompts
     started = time.perf_counter()
-    net, tokenizer = models.load(model, trust_remote_code, precision=precision)
-    net.eval()
-    # batch_size counts sequences: each generate call holds batch_size // n items with all n samples.
-    outputs = generate(net, tokenizer, [answer.build_messages(tasks[ex.task], ex) for ex in items],
-                       max_new_tokens=settings["max_new_tokens"], batch_size=max(settings["batch_size"], n),
-                       num_samples=n, temperature=settings["temperature"], top_p=settings["top_p"], seed=seed,
-                       max_prompt_tokens=settings["max_prompt_tokens"])
+    # batch_size counts sequences: a batch holds batch_size // n items, each prompt encoded once for its n samples.
+    backend = generation.load(model, settings.get("backend", "auto"), precision=precision,
+                              trust_remote_code=trust_remote_code, batch_size=max(settings["batch_size"], n))
+    encoded, _ = encode_prompts(backend.tokenizer, [(tasks[ex.task], ex) for ex in items],
+                                settings["max_prompt_tokens"])
+    outputs = backend.generate(encoded, SamplingSpec(max_new_tokens=settings["max_new_tokens"], n=n,
+                                                     temperature=settings["temperature"], top_p=settings["top_p"],
+                                                     seed=seed))
     rows, tokens = [], 0
     for ex, gens in zip(items, outputs):
         samples = []
@@ -72,7 +75,7 @@ def sample(model: str, examples: list[Example], settings: dict[str, Any], reward
             tokens += gen.n_tokens
         rows.append({"id": ex.id, "task": ex.task, "category": ex.category, "samples": samples})
     meta = {"items": len(rows), "n": n, "k": k, "settings": settings, "reward_config": reward_cfg, "seed": seed,
-            "dtype": str(net.dtype), "generated_tokens": tokens,
+            "backend": backend.name, "generated_tokens": tokens, "prompt_tokens": sum(map(len, encoded)),
             "wall_time_s": round(time.perf_counter() - started, 2), "provenance": provenance.collect()}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "samples.jsonl", rows)

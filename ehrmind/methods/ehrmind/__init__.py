@@ -1,0 +1,1 @@
+"""EHRMind (arXiv 2505.24105): prompts, answer format, reward and the Pass@k gate."""

@@ -1,0 +1,77 @@
+"""The transformers backend: greedy output equals `model.generate`'s, each prompt is encoded
+once for its n samples, finished rows leave the batch, sampling is repeatable."""
+import pytest
+import torch
+
+from ehrmind import models
+from ehrmind.generation import SamplingSpec, choose
+from ehrmind.generation.hf import HFBackend
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    net, tok = models.load(tiny_model, precision="fp32")
+    return net.eval(), tok
+
+
+def _prompts(tok, n=5):
+    return [tok(f"Question {i}: " + "word " * (i * 3), add_special_tokens=False)["input_ids"] for i in range(n)]
+
+
+def test_greedy_matches_model_generate(loaded):
+    net, tok = loaded
+    prompts = _prompts(tok)
+    ours = HFBackend(net, tok, batch_size=3).generate(prompts, SamplingSpec(max_new_tokens=12))
+    for p, (g,) in zip(prompts, ours):
+        with torch.inference_mode():
+            ref = net.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False, temperature=None, top_p=None,
+                               top_k=None, pad_token_id=tok.pad_token_id)[0, len(p):].tolist()
+        assert list(g.token_ids) == ref[:len(g.token_ids)] and g.n_tokens == len(g.token_ids)
+
+
+def test_each_prompt_is_encoded_once_for_its_samples(loaded, monkeypatch):
+    net, tok = loaded
+    widths = []
+    real = net.forward
+
+    def spy(*args, **kwargs):
+        widths.append(tuple(kwargs["input_ids"].shape))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", spy)
+    out = HFBackend(net, tok, batch_size=12).generate(_prompts(tok, 3), SamplingSpec(max_new_tokens=4, n=4,
+                                                                                     temperature=1.0))
+    assert [len(g) for g in out] == [4, 4, 4]
+    assert widths[0][0] == 3            # the prefill: three prompts, not twelve rows
+    assert all(w == (widths[1][0], 1) for w in widths[1:]) and widths[1][0] <= 12
+
+
+def test_finished_rows_leave_the_batch(loaded):
+    net, tok = loaded
+    backend = HFBackend(net, tok, batch_size=8)
+    backend.eos_ids = sorted(set(range(len(tok))) - {0})   # nearly any token ends a row at once
+    out = backend.generate(_prompts(tok, 4), SamplingSpec(max_new_tokens=20, n=2, temperature=1.0))
+    assert all(g.finished and g.n_tokens <= 20 for gens in out for g in gens)
+
+
+def test_sampling_is_repeatable_and_seeded(loaded):
+    net, tok = loaded
+    spec = SamplingSpec(max_new_tokens=8, n=3, temperature=1.0, top_p=0.9, seed=7, logprobs=True)
+    a = HFBackend(net, tok, batch_size=6).generate(_prompts(tok, 2), spec)
+    b = HFBackend(net, tok, batch_size=6).generate(_prompts(tok, 2), spec)
+    c = HFBackend(net, tok, batch_size=6).generate(_prompts(tok, 2), SamplingSpec(**{**spec.__dict__, "seed": 8}))
+    assert a == b and a != c
+    assert all(len(g.logprobs) == g.n_tokens and all(lp <= 0 for lp in g.logprobs) for gens in a for g in gens)
+
+
+def test_watched_log_probabilities_cover_every_step(loaded):
+    net, tok = loaded
+    out = HFBackend(net, tok).generate(_prompts(tok, 2), SamplingSpec(max_new_tokens=5, watch=(15, 16)))
+    for (g,) in out:
+        assert len(g.watched) == g.n_tokens and all(len(step) == 2 for step in g.watched)
+
+
+def test_backend_choice():
+    assert choose("hf") == "hf" and choose("auto") in ("hf", "vllm")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        choose("tensorrt")
