@@ -1,0 +1,133 @@
+"""The transformers backend: a decode loop of our own over the model's forward and KV cache.
+
+Why not `model.generate`: for n samples per prompt it repeats the prompt n times before the
+prefill (Pass@k's 12 samples encode each prompt 12 times), and a static batch runs to its
+longest row. Here each batch of prompts is encoded once (left-padded, one forward that keeps
+only the last position's logits), its cache repeated n times, and rows that have finished are
+dropped from the cache and the batch at once. Prompts are sorted by length so batches carry
+little padding. Greedy decoding gives the same tokens as `model.generate` (tested).
+
+Sampling: temperature, then nucleus (top-p) on the sorted probabilities, drawn from a
+torch.Generator seeded per batch (`seed`, batch index), so a run is repeatable whatever the
+thread count or the order other jobs run in.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from ehrmind.generation import Generation, SamplingSpec, Stats
+
+log = logging.getLogger(__name__)
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model, tokenizer, batch_size: int = 32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.stats = Stats()
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        eos = [] if eos is None else list(eos) if isinstance(eos, (list, tuple)) else [eos]
+        self.eos_ids = sorted({tokenizer.eos_token_id, *eos} - {None})
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[Generation]]:
+        """`spec.n` generations per prompt, in prompt order. `batch_size` counts sequences,
+        so a batch holds batch_size // n prompts with all their samples."""
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        per_batch = max(1, self.batch_size // spec.n)
+        results: list[list[Generation]] = [[] for _ in prompts]
+        started, done = time.perf_counter(), 0
+        for b, first in enumerate(range(0, len(order), per_batch)):
+            idx = order[first:first + per_batch]
+            for i, gens in zip(idx, self._batch([prompts[i] for i in idx], spec, seed=(spec.seed, b))):
+                results[i] = gens
+                done += sum(g.n_tokens for g in gens)
+            elapsed = time.perf_counter() - started
+            log.info("generated %d/%d prompts x %d, %d tokens, %.1f tokens/s", min(first + per_batch, len(order)),
+                     len(order), spec.n, done, done / max(elapsed, 1e-9))
+        self.stats.prompts += len(prompts)
+        self.stats.prompt_tokens += sum(map(len, prompts))
+        self.stats.generated_tokens += done
+        self.stats.seconds += time.perf_counter() - started
+        return results
+
+    def _batch(self, prompts: list[list[int]], spec: SamplingSpec, seed: tuple[int, int]) -> list[list[Generation]]:
+        import torch
+        model, device, n = self.model, self.model.device, spec.n
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, width - len(p):] = torch.tensor(p)
+            mask[r, width - len(p):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        generator = torch.Generator(device=device).manual_seed(seed[0] * 1_000_003 + seed[1])
+        eos = torch.tensor(self.eos_ids, device=device)
+        watch = torch.tensor(spec.watch, dtype=torch.long, device=device) if spec.watch else None
+
+        rows = len(prompts) * n
+        tokens = [[] for _ in range(rows)]
+        watched = [[] for _ in range(rows)] if watch is not None else None
+        logprobs = [[] for _ in range(rows)] if spec.logprobs else None
+        finished = [False] * rows
+        alive = torch.arange(rows, device=device)   # original row of each live sequence
+        with torch.inference_mode():
+            out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                        use_cache=True, logits_to_keep=1)
+            cache, logits = out.past_key_values, out.logits[:, -1, :]
+            if n > 1:   # one encoded prompt serves its n samples
+                cache.batch_repeat_interleave(n)
+                logits, mask = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+            positions = mask.sum(-1, keepdim=True)
+            for step in range(spec.max_new_tokens):
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                nxt = self._pick(logp, spec, generator)
+                chosen = nxt.tolist()
+                if watch is not None:
+                    seen = logp[:, watch].tolist()
+                if logprobs is not None:
+                    picked = logp.gather(1, nxt[:, None])[:, 0].tolist()
+                for j, row in enumerate(alive.tolist()):
+                    tokens[row].append(chosen[j])
+                    if watch is not None:
+                        watched[row].append(tuple(seen[j]))
+                    if logprobs is not None:
+                        logprobs[row].append(picked[j])
+                done = torch.isin(nxt, eos)
+                for j in done.nonzero()[:, 0].tolist():
+                    finished[alive[j]] = True
+                if step == spec.max_new_tokens - 1:
+                    break
+                keep = (~done).nonzero()[:, 0]
+                if keep.numel() == 0:
+                    break
+                if keep.numel() < alive.numel():   # drop finished rows from the batch and the cache
+                    cache.batch_select_indices(keep)
+                    alive, nxt, mask, positions = alive[keep], nxt[keep], mask[keep], positions[keep]
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=positions,
+                            past_key_values=cache, use_cache=True)
+                cache, logits, positions = out.past_key_values, out.logits[:, -1, :], positions + 1
+        decode = self.tokenizer.decode
+        gens = [Generation(decode(t, skip_special_tokens=True), len(t), tuple(t),
+                           tuple(watched[r]) if watched is not None else (),
+                           tuple(logprobs[r]) if logprobs is not None else (), finished[r])
+                for r, t in enumerate(tokens)]
+        return [gens[p * n:(p + 1) * n] for p in range(len(prompts))]
+
+    @staticmethod
+    def _pick(logp, spec: SamplingSpec, generator):
+        import torch
+        if spec.temperature <= 0:
+            return logp.argmax(-1)
+        probs = torch.softmax(logp / spec.temperature, dim=-1)
+        if spec.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+            drop = sorted_p.cumsum(-1) - sorted_p >= spec.top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            choice = torch.multinomial(sorted_p, 1, generator=generator)
+            return order.gather(1, choice)[:, 0]
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
