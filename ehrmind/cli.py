@@ -121,6 +121,19 @@ def cmd_bench(a) -> None:
     bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.batches, a.precision)
 
 
+def cmd_prefetch(a) -> None:
+    from ehrmind import prefetch
+    prefetch.run(a.config, a.dry_run)
+
+
+def cmd_unlock_stale(a) -> None:
+    from ehrmind import runlock
+    outcome = runlock.clear_stale(a.directory)
+    if outcome.holders:
+        raise SystemExit(f"error: {outcome.message}; wait for that run or stop it")
+    print(outcome.message)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ehrmind", description=(
         "EHRMind reproducibility suite: data, training (SFT, GRPO), evaluation and tables. "
@@ -232,6 +245,16 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--new-tokens", type=int, default=128)
     sp.add_argument("--batches", type=int, default=2, help="timed batches per batch size")
     sp.add_argument("--precision", choices=PRECISIONS, default="auto")
+
+    sp = verb("prefetch", cmd_prefetch, "download every hub model and dataset a run config names into the "
+              "hub, datasets and ir_datasets caches, so the run works with HF_HUB_OFFLINE=1; with "
+              "HF_HUB_OFFLINE=1 set, check that they are cached")
+    sp.add_argument("--config", required=True, help="run config (YAML)")
+    sp.add_argument("--dry-run", action="store_true", help="list what would be fetched; download nothing")
+
+    sp = verb("unlock-stale", cmd_unlock_stale, "remove the Snakemake lock a killed run left in a directory, "
+              "only when no live Snakemake process works there (fails, naming it, when one does)")
+    sp.add_argument("--directory", default=".", help="the workflow's working directory (default: here)")
     return p
 
 
@@ -244,10 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     from ehrmind.config import ConfigError
     from ehrmind.tasks import DataError
     from ehrmind import devices
+    from ehrmind.prefetch import PrefetchError
     try:
         devices.claim_for_job()   # a GPU rule's own device(s) before anything starts CUDA
         args.func(args)
-    except (ConfigError, DataError, devices.GPUUnavailable) as exc:
+    except (ConfigError, DataError, devices.GPUUnavailable, PrefetchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
