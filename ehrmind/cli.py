@@ -134,6 +134,15 @@ def cmd_unlock_stale(a) -> None:
     print(outcome.message)
 
 
+def cmd_launch(a) -> None:
+    import os
+    from ehrmind import launch
+    n = a.gpus if a.gpus is not None else int(os.environ.get("EHRMIND_GPUS") or 0)
+    code = launch.run(a.command, n, a.accelerate_config)
+    if code:
+        raise SystemExit(code)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ehrmind", description=(
         "EHRMind reproducibility suite: data, training (SFT, GRPO), evaluation and tables. "
@@ -255,6 +264,13 @@ def parser() -> argparse.ArgumentParser:
     sp = verb("unlock-stale", cmd_unlock_stale, "remove the Snakemake lock a killed run left in a directory, "
               "only when no live Snakemake process works there (fails, naming it, when one does)")
     sp.add_argument("--directory", default=".", help="the workflow's working directory (default: here)")
+
+    sp = verb("launch", cmd_launch, "run a training verb (sft, grpo) on the job's GPUs: plainly on 0 or 1, "
+              "under accelerate launch with FSDP on more (one process per GPU)")
+    sp.add_argument("--gpus", type=int, help="number of GPUs (default: EHRMIND_GPUS, which the GPU rules set)")
+    sp.add_argument("--accelerate-config", default="workflow/accelerate/fsdp.yaml",
+                    help="accelerate config for more than one GPU (default: %(default)s)")
+    sp.add_argument("command", nargs=argparse.REMAINDER, metavar="VERB ...", help="the ehrmind verb and its arguments")
     return p
 
 
