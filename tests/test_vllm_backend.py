@@ -217,6 +217,28 @@ def test_outputs_out_of_order_are_an_error():
         backend(FakeLLM(shuffle=True)).generate(PROMPTS, SamplingSpec(max_new_tokens=4))
 
 
+def test_from_model_builds_the_engine(tmp_path, monkeypatch):
+    """vllm.LLM gets the checkpoint, the dtype from `precision`, the defaults and the caller's
+    engine arguments over them; the tokenizer is the checkpoint's own."""
+    import sys
+    import types
+    built = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            built.update(kw)
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=FakeSamplingParams))
+    ref = models.prepare("tiny:1", tmp_path / "tiny.json", tmp_path)
+    b = VLLMBackend.from_model(tmp_path / "tiny.json", precision="bf16", gpu_memory_utilization=0.3,
+                               max_model_len=4096, tensor_parallel_size=2)
+    assert built == {"model": ref["path"], "tokenizer": ref["path"], "dtype": "bfloat16", "trust_remote_code": False,
+                     "gpu_memory_utilization": 0.3, "enable_prefix_caching": True, "max_logprobs": 20, "seed": 0,
+                     "logprobs_mode": "processed_logprobs", "max_model_len": 4096, "tensor_parallel_size": 2}
+    assert b.dtype == "bfloat16" and b.name == "vllm" and b.tokenizer.decode([b.tokenizer.eos_token_id])
+    VLLMBackend.from_model(tmp_path / "tiny.json", precision="fp32")
+    assert built["dtype"] == "float32"
+
+
 def test_from_model_says_what_is_missing_without_vllm():
     pytest.importorskip("torch")
     try:

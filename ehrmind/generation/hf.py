@@ -87,8 +87,9 @@ class HFBackend:
                 chosen = nxt.tolist()
                 if watch is not None:
                     seen = logp[:, watch].tolist()
-                if logprobs is not None:
-                    picked = logp.gather(1, nxt[:, None])[:, 0].tolist()
+                if logprobs is not None:   # of the distribution sampled from (temperature applied)
+                    sampled = logp if spec.temperature <= 0 else torch.log_softmax(logp / spec.temperature, -1)
+                    picked = sampled.gather(1, nxt[:, None])[:, 0].tolist()
                 for j, row in enumerate(alive.tolist()):
                     tokens[row].append(chosen[j])
                     if watch is not None:

@@ -13,8 +13,13 @@ in envs/requirements-gpu.txt, 0.31.0):
   greedy (temperature 0) with n > 1: vLLM refuses it ("n must be 1 when using greedy
     sampling"); greedy samples are identical, so one is decoded and repeated n times.
 Log-probabilities come back per step as {token id: Logprob} with the sampled token always in
-it, computed (logprobs_mode "raw_logprobs", the default) as log_softmax of the raw logits,
-before temperature and top-p: what the HF backend records.
+it. The engine is built with logprobs_mode "processed_logprobs" (vLLM's default is "raw_logprobs"):
+  greedy steps (evaluation, where `watch` is used): log_softmax of the logits, exactly the HF
+    backend's numbers (vLLM takes greedy logprobs before temperature either way);
+  sampled steps: of the distribution sampled from, temperature applied, as the HF backend's
+    `logprobs`; vLLM also renormalizes over the top-p nucleus, which raises them by at most
+    -ln(top_p) (0.05 nats at top_p 0.95). Watched ids under sampling are processed the same way
+    (the HF backend records them raw); a watched id outside the nucleus reads -inf.
   spec.logprobs only: logprobs = 0, the sampled token alone (TRL asks the same).
   spec.watch: logprob_token_ids = the watched ids, logprobs = their count (0.31 requires the
     two to agree): exactly those ids at every step, whatever their rank. Why not logprobs = k:
@@ -36,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # vllm.LLM arguments unless the caller sets them (engine_args override each).
 ENGINE_DEFAULTS: dict[str, Any] = {"gpu_memory_utilization": 0.85, "enable_prefix_caching": True,
-                                   "max_logprobs": 20, "seed": 0}
+                                   "max_logprobs": 20, "seed": 0, "logprobs_mode": "processed_logprobs"}
 
 
 def _seed(seed: int, prompt: int, n: int) -> int:
