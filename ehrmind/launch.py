@@ -59,6 +59,10 @@ def run(command: list[str], n_gpus: int, config_path: str | os.PathLike = FSDP_C
     if not Path(config_path).is_file():
         raise SystemExit(f"error: accelerate config {config_path} not found; run from the repository root "
                          "or pass --accelerate-config")
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if "CUDA_VISIBLE_DEVICES" in os.environ and len(visible) < n_gpus:
+        raise SystemExit(f"error: {n_gpus} GPU processes asked for, but CUDA_VISIBLE_DEVICES shows "
+                         f"{len(visible)} ({','.join(visible) or 'none'}); EHRMIND_GPUS claims the job's GPUs")
     argv = launch_prefix(n_gpus, config_path) + command
     env = {**os.environ, CLAIMED: os.environ.get("CUDA_VISIBLE_DEVICES", "scheduler")}
     log.info("%d GPUs: %s", n_gpus, " ".join(argv))

@@ -102,6 +102,13 @@ def test_one_gpu_runs_in_this_process(capsys):
     assert capsys.readouterr().out.strip().endswith("tiny.yaml: valid")
 
 
+def test_more_processes_than_visible_gpus_is_an_error(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit, match="2 GPU processes asked for, but CUDA_VISIBLE_DEVICES shows 1"):
+        launch.run(["sft", "--task", "medcalc"], 2)
+
+
 def test_generation_verbs_are_not_launched_on_several_gpus():
     with pytest.raises(SystemExit, match="not 'evaluate'.*vLLM"):
         cli.main(["launch", "--gpus", "2", "evaluate", "--model", "m"])
