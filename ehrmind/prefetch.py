@@ -20,13 +20,11 @@ missing it fetches them if the network lets it.
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
 
 # Repository files a transformers/vLLM load never reads (duplicate weight formats).
 IGNORE = ["original/*", "*.pth", "*.msgpack", "*.h5", "*.ot", "flax_model*", "tf_model*", "rust_model*",
