@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 # Repository files a transformers/vLLM load never reads (duplicate weight formats).
 IGNORE = ["original/*", "*.pth", "*.msgpack", "*.h5", "*.ot", "flax_model*", "tf_model*", "rust_model*",
           "onnx/*", "*.onnx", "coreml/*", "*.gguf"]
