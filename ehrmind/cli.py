@@ -122,6 +122,28 @@ def cmd_bench(a) -> None:
               Path(a.out) if a.out else None, training=not a.no_training)
 
 
+def cmd_prefetch(a) -> None:
+    from ehrmind import prefetch
+    prefetch.run(a.config, a.dry_run)
+
+
+def cmd_unlock_stale(a) -> None:
+    from ehrmind import runlock
+    outcome = runlock.clear_stale(a.directory)
+    if outcome.holders:
+        raise SystemExit(f"error: {outcome.message}; wait for that run or stop it")
+    print(outcome.message)
+
+
+def cmd_launch(a) -> None:
+    import os
+    from ehrmind import launch
+    n = a.gpus if a.gpus is not None else int(os.environ.get("EHRMIND_GPUS") or 0)
+    code = launch.run(a.command, n, a.accelerate_config)
+    if code:
+        raise SystemExit(code)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ehrmind", description=(
         "EHRMind reproducibility suite: data, training (SFT, GRPO), evaluation and tables. "
@@ -236,6 +258,23 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--precision", choices=PRECISIONS, default="auto")
     sp.add_argument("--no-training", action="store_true", help="skip the SFT and GRPO steps")
     sp.add_argument("--out", help="also write the figures as JSON here")
+
+    sp = verb("prefetch", cmd_prefetch, "download every hub model and dataset a run config names into the "
+              "hub, datasets and ir_datasets caches, so the run works with HF_HUB_OFFLINE=1; with "
+              "HF_HUB_OFFLINE=1 set, check that they are cached")
+    sp.add_argument("--config", required=True, help="run config (YAML)")
+    sp.add_argument("--dry-run", action="store_true", help="list what would be fetched; download nothing")
+
+    sp = verb("unlock-stale", cmd_unlock_stale, "remove the Snakemake lock a killed run left in a directory, "
+              "only when no live Snakemake process works there (fails, naming it, when one does)")
+    sp.add_argument("--directory", default=".", help="the workflow's working directory (default: here)")
+
+    sp = verb("launch", cmd_launch, "run a training verb (sft, grpo) on the job's GPUs: plainly on 0 or 1, "
+              "under accelerate launch with FSDP on more (one process per GPU)")
+    sp.add_argument("--gpus", type=int, help="number of GPUs (default: EHRMIND_GPUS, which the GPU rules set)")
+    sp.add_argument("--accelerate-config", default="workflow/accelerate/fsdp.yaml",
+                    help="accelerate config for more than one GPU (default: %(default)s)")
+    sp.add_argument("command", nargs=argparse.REMAINDER, metavar="VERB ...", help="the ehrmind verb and its arguments")
     return p
 
 
@@ -248,10 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     from ehrmind.config import ConfigError
     from ehrmind.tasks import DataError
     from ehrmind import devices
+    from ehrmind.prefetch import PrefetchError
     try:
         devices.claim_for_job()   # a GPU rule's own device(s) before anything starts CUDA
         args.func(args)
-    except (ConfigError, DataError, devices.GPUUnavailable) as exc:
+    except (ConfigError, DataError, devices.GPUUnavailable, PrefetchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -84,8 +84,9 @@ def claim(n: int, devices: list[str] | None = None, lock_dir: Path | None = None
 
 
 def claim_for_job() -> list[str]:
-    """The CLI's entry: claim EHRMIND_GPUS devices (set by the GPU rules), except under SLURM."""
+    """The CLI's entry: claim EHRMIND_GPUS devices (set by the GPU rules), except under SLURM and
+    in the workers of `ehrmind launch` (EHRMIND_GPUS_CLAIMED: the launcher holds their devices)."""
     n = int(os.environ.get("EHRMIND_GPUS") or 0)
-    if n <= 0 or os.environ.get("SLURM_JOB_ID"):
+    if n <= 0 or os.environ.get("SLURM_JOB_ID") or os.environ.get("EHRMIND_GPUS_CLAIMED"):
         return []
     return claim(n)
