@@ -1,0 +1,1 @@
+"""Structured-EHR prediction tasks (TJH, MIMIC-IV) for EAG-RL."""
