@@ -266,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", type=_json, help="the task's data config as JSON (instead of --train/--test)")
     sp.add_argument("--settings", type=_json, default={},
                     help="JSON: hidden, heads, ff, attention_hidden, dropout, epochs, batch_size, lr, weight_decay, "
-                         "decov_weight, top_k, n_resamples (defaults in ehrmind/experts/concare.py)")
+                         "decov_weight, top_k, n_resamples, final_values (defaults in ehrmind/experts/concare.py)")
     sp.add_argument("--seed", type=int, default=0, help="training seed; with --data also the data seed")
     sp.add_argument("--out", required=True, help="folder for metrics.json and ranked_features.jsonl")
 

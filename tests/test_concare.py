@@ -47,9 +47,10 @@ def test_encoder_imputes_forward_and_pads_left():
     assert b.observed[1].tolist() == [True, True, False]
 
 
-def test_shapes_and_attention_sum_to_one():
+@pytest.mark.parametrize("final_values", ["own", "contexts"])
+def test_shapes_and_attention_sum_to_one(final_values):
     torch.manual_seed(0)
-    model = ConCare(3, hidden=8, heads=2, ff=16).eval()
+    model = ConCare(3, hidden=8, heads=2, ff=16, final_values=final_values).eval()
     out = model(Encoder(ROWS).batch(ROWS))
     assert out["logit"].shape == (4,) and out["attention"].shape == (4, 4) and out["decov"].shape == ()
     assert torch.allclose(out["attention"].sum(-1), torch.ones(4)) and (out["attention"] >= 0).all()
@@ -111,7 +112,8 @@ def test_rankings_only_name_the_features_a_record_has():
 
 @pytest.mark.parametrize("cfg, match", [({"hiden": 8}, "unknown settings"), ({"epochs": 0}, "epochs"),
                                         ({"lr": -1}, "lr"), ({"dropout": 1.0}, "dropout"),
-                                        ({"hidden": 10, "heads": 4}, "multiple of heads"), ({"top_k": 2.5}, "top_k")])
+                                        ({"hidden": 10, "heads": 4}, "multiple of heads"), ({"top_k": 2.5}, "top_k"),
+                                        ({"final_values": "mean"}, "final_values")])
 def test_settings_are_checked(cfg, match):
     with pytest.raises(ValueError, match=match):
         concare.settings(cfg)

@@ -20,8 +20,10 @@ state certainty, which the probability is meant to grade.
 Further data_cfg keys (besides cohort.py's):
   token_budget          record tokens, ceil(chars/4) per line (default: embedded 220, files 1000).
                         SmolLM2's tokenizer splits digits, so a record takes about 2.0-2.4 times as
-                        many real tokens: 220 keeps the embedded records under ~540 SmolLM2 tokens
-                        (median ~480), the last 2-4 visits of the TJH-like ones.
+                        many real tokens. Measured on the embedded splits (seed 0): records up to 535
+                        SmolLM2 tokens (median ~400); with EHRMind's system prompt, the question and
+                        the chat template, whole prompts up to 604 (median ~470). Longer records keep
+                        their last visits (2-4 of the TJH-like ones).
   shuffle_fraction      share of the features whose order is permuted per patient (EAG-RL's
                         robustness experiment: 0.2, 0.4, 0.6, 1.0); default 0, the table's order
   train_examples        training examples (null = all); seeded
