@@ -116,6 +116,37 @@ def cmd_tables(a) -> None:
         print(path)
 
 
+def cmd_expert(a) -> None:
+    from ehrmind.experts import concare, data
+    from ehrmind.tasks import DataError
+    from ehrmind.tasks.ehr import cohort
+    if a.task not in cohort.SPECS:
+        raise SystemExit(f"error: expert: task {a.task!r} is not a structured-EHR task ({', '.join(cohort.SPECS)})")
+    if (a.train is None) != (a.test is None) or (a.train is None) == (a.data is None):
+        raise SystemExit("error: expert: give either --train and --test (prepare-data JSONL) or --data")
+    spec = cohort.SPECS[a.task]
+    planted = None
+    try:
+        if a.train is not None:
+            train, test = data.from_examples(_examples(a.train), a.train), data.from_examples(_examples(a.test), a.test)
+        else:
+            train, test = (data.from_records(cohort.records_for(spec, split, a.data, a.seed), spec.target)
+                           for split in ("train", "test"))
+            if str(a.data.get("source") or "embedded") == "embedded":
+                planted = cohort.planted(spec)
+        expert, metrics = concare.train_expert(train, test, a.settings, a.seed)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise SystemExit(f"error: expert: {exc}") from None
+    metrics = concare.write_results(a.out, expert, {**metrics, "task": a.task,
+                                                    "input": "jsonl" if a.train else "data config"},
+                                    {"train": train, "test": test}, planted)
+    t = metrics["test"]
+    log.info("expert %s: test AUROC %.3f (sd %.3f), AUPRC %.3f (sd %.3f), %.1f s -> %s", a.task, t["auroc"],
+             t["auroc_sd"], t["auprc"], t["auprc_sd"], metrics["train_seconds"], a.out)
+
+
 def cmd_bench(a) -> None:
     from ehrmind import bench
     bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.passk_n, a.precision,
@@ -248,6 +279,19 @@ def parser() -> argparse.ArgumentParser:
                     help="training log dirs (<model>/<task>/<stage>) for the skipped pipeline's cost")
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    sp = verb("expert", cmd_expert, "train the ConCare expert on a structured-EHR task (tjh_mortality, "
+              "mimic4_mortality, mimic4_readmission); writes metrics.json (test AUROC, AUPRC) and "
+              "ranked_features.jsonl (each patient's features ranked by attention, with the top k)")
+    sp.add_argument("--task", required=True, help="tjh_mortality, mimic4_mortality or mimic4_readmission")
+    sp.add_argument("--train", help="training split JSONL written by prepare-data (with --test)")
+    sp.add_argument("--test", help="test split JSONL written by prepare-data (with --train)")
+    sp.add_argument("--data", type=_json, help="the task's data config as JSON (instead of --train/--test)")
+    sp.add_argument("--settings", type=_json, default={},
+                    help="JSON: hidden, heads, ff, attention_hidden, dropout, epochs, batch_size, lr, weight_decay, "
+                         "decov_weight, top_k, n_resamples, final_values (defaults in ehrmind/experts/concare.py)")
+    sp.add_argument("--seed", type=int, default=0, help="training seed; with --data also the data seed")
+    sp.add_argument("--out", required=True, help="folder for metrics.json and ranked_features.jsonl")
 
     sp = verb("bench", cmd_bench, "measure this machine's ceiling (matmul GFLOP/s, memory GB/s) and the suite's "
               "workloads against it: greedy evaluation, pass@k sampling, an SFT step, a GRPO step")

@@ -1,7 +1,8 @@
 """Statistics for comparing models on benchmark items.
 
-All functions work on per-item correctness vectors (sequences of bools) and
-depend only on NumPy and SciPy.
+Most functions work on per-item correctness vectors (sequences of bools); the
+classification and AUC functions take labels and scores. NumPy, SciPy and
+scikit-learn (its metric functions) are the dependencies.
 
 Public API
 ----------
@@ -13,6 +14,8 @@ holm                   Holm-Bonferroni step-down adjusted p-values.
 pairwise_comparisons   McNemar + bootstrap for every pair of systems, Holm-adjusted.
 pass_at_k              Unbiased pass@k estimator (Chen et al., 2021).
 classification_summary Confusion matrix, balanced accuracy, macro-F1, Cohen's kappa, AUROC.
+auc_bootstrap          AUROC and AUPRC with a seeded bootstrap over patients (mean, sd).
+delong_test            DeLong's test for the difference of two correlated AUROCs.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ __all__ = [
     "pairwise_comparisons",
     "pass_at_k",
     "classification_summary",
+    "auc_bootstrap",
+    "delong_test",
 ]
 
 
@@ -230,41 +235,140 @@ def classification_summary(y_true: Sequence[int], y_pred: Sequence[int | None], 
                            p_positive: Sequence[float] | None = None) -> dict:
     """Metrics of a classifier whose answer may be missing (``None``: unparsable).
 
-    A missing answer counts as wrong everywhere: it is its own column of the
-    confusion matrix (``confusion[i][n_classes]``), lowers recall and kappa.
-    ``balanced_accuracy`` is the mean recall over the classes present in
-    ``y_true``; ``macro_f1`` the mean F1 over all ``n_classes`` (F1 of a class
-    never predicted nor present is left out). Cohen's kappa is None when it is
-    undefined (chance agreement 1). ``auroc`` (two classes, ``p_positive`` given,
-    both classes present) is the Mann-Whitney U statistic over n1 * n0, else None.
+    A missing answer counts as wrong everywhere: it is its own class ``n_classes``
+    (its own column of the confusion matrix, ``confusion[i][n_classes]``), which
+    lowers recall and kappa. scikit-learn computes the metrics:
+    ``balanced_accuracy`` (``balanced_accuracy_score``) is the mean recall over the
+    classes present in ``y_true``; ``macro_f1`` (``f1_score``, average="macro") the
+    mean F1 over the real classes that are present or predicted (a class never
+    predicted nor present is left out; the unparsable class never counts as one);
+    ``cohen_kappa`` (``cohen_kappa_score``) is None when it is undefined (chance
+    agreement 1); ``auroc`` (``roc_auc_score``; two classes, ``p_positive`` given, both
+    classes present) else None.
     """
+    from sklearn.metrics import (balanced_accuracy_score, cohen_kappa_score, confusion_matrix, f1_score,
+                                 roc_auc_score)
+
     true = np.asarray(y_true, dtype=int)
     pred = np.asarray([n_classes if p is None else int(p) for p in y_pred], dtype=int)
     if true.size == 0 or true.size != pred.size:
         raise ValueError(f"need equal, non-zero numbers of labels and predictions, got {true.size}, {pred.size}")
     if true.min() < 0 or true.max() >= n_classes or pred.min() < 0 or pred.max() > n_classes:
         raise ValueError(f"labels must lie in [0, {n_classes})")
-    confusion = np.zeros((n_classes, n_classes + 1), dtype=int)
-    np.add.at(confusion, (true, pred), 1)
-    support = confusion.sum(axis=1)
-    predicted = confusion[:, :n_classes].sum(axis=0)
-    hits = np.diag(confusion[:, :n_classes])
-    present = support > 0
-    recall = np.divide(hits, support, out=np.zeros(n_classes), where=present)
-    f1_defined = present | (predicted > 0)
-    f1 = np.divide(2 * hits, support + predicted, out=np.zeros(n_classes), where=f1_defined)
-    n = true.size
-    observed = hits.sum() / n
-    chance = float(np.sum(support * predicted)) / n ** 2
+    confusion = confusion_matrix(true, pred, labels=np.arange(n_classes + 1))[:n_classes]
+    present = confusion.sum(axis=1) > 0
+    scored = [c for c in range(n_classes) if present[c] or confusion[:, c].sum() > 0]
+    # sklearn warns about classes in y_pred not in y_true, a single class, an undefined kappa:
+    # all intended here and handled below.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = balanced_accuracy_score(true, pred)
+        kappa = cohen_kappa_score(true, pred, replace_undefined_by=np.nan)
     auroc = None
     if p_positive is not None and n_classes == 2 and present.all():
-        p = np.asarray(p_positive, dtype=float)
-        u = stats.mannwhitneyu(p[true == 1], p[true == 0]).statistic
-        auroc = float(u / (support[1] * support[0]))
+        auroc = float(roc_auc_score(true, np.asarray(p_positive, dtype=float)))
     return {
         "confusion": confusion.tolist(),
-        "balanced_accuracy": float(recall[present].mean()),
-        "macro_f1": float(f1[f1_defined].mean()),
-        "cohen_kappa": None if chance >= 1.0 else float((observed - chance) / (1.0 - chance)),
+        "balanced_accuracy": float(balanced),
+        "macro_f1": float(f1_score(true, pred, labels=scored, average="macro", zero_division=0.0)),
+        "cohen_kappa": None if np.isnan(kappa) else float(kappa),
         "auroc": auroc,
     }
+
+
+def _binary(y_true: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    s = np.asarray(scores, dtype=float)
+    if y.ndim != 1 or y.shape != s.shape or y.size == 0:
+        raise ValueError(f"need equal, non-zero numbers of labels and scores, got {y.shape} and {s.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite numbers")
+    if y.min() == y.max():
+        raise ValueError("AUROC and AUPRC need both classes among the labels")
+    return y.astype(int), s
+
+
+def auc_bootstrap(y_true: Sequence[int], scores: Sequence[float], n_resamples: int = 1000, seed: int = 0,
+                  groups: Sequence | None = None) -> dict:
+    """AUROC (``roc_auc_score``) and AUPRC (``average_precision_score``) with a seeded
+    bootstrap over patients.
+
+    Each resample draws patients with replacement (``groups`` names each item's
+    patient when a patient has several items; by default every item is its own
+    patient) and keeps all of a drawn patient's items. Resamples that hold one class
+    only have no AUC and are skipped (``n_valid`` counts the others). Returns
+    ``{"auroc", "auprc"}`` on the full data, their bootstrap ``*_mean`` and ``*_sd``
+    (ddof 1; NaN with fewer than two valid resamples), ``n``, ``n_positive``,
+    ``n_resamples`` and ``n_valid``. Deterministic for a given ``seed``.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y, s = _binary(y_true, scores)
+    if n_resamples < 0:
+        raise ValueError(f"n_resamples must be >= 0, got {n_resamples}")
+    keys = np.arange(y.size) if groups is None else np.asarray(groups)
+    if keys.shape != y.shape:
+        raise ValueError(f"groups must name one patient per item, got {keys.shape} for {y.shape}")
+    patients, index = np.unique(keys, return_inverse=True)
+    members = [np.flatnonzero(index == g) for g in range(patients.size)]
+    rng = np.random.default_rng(seed)
+    roc, pr = [], []
+    for _ in range(n_resamples):
+        take = np.concatenate([members[g] for g in rng.integers(0, patients.size, patients.size)])
+        yb = y[take]
+        if yb.min() == yb.max():
+            continue
+        roc.append(roc_auc_score(yb, s[take]))
+        pr.append(average_precision_score(yb, s[take]))
+
+    def spread(values: list[float]) -> tuple[float, float]:
+        if len(values) < 2:
+            return float("nan"), float("nan")
+        return float(np.mean(values)), float(np.std(values, ddof=1))
+
+    (roc_mean, roc_sd), (pr_mean, pr_sd) = spread(roc), spread(pr)
+    return {"auroc": float(roc_auc_score(y, s)), "auroc_mean": roc_mean, "auroc_sd": roc_sd,
+            "auprc": float(average_precision_score(y, s)), "auprc_mean": pr_mean, "auprc_sd": pr_sd,
+            "n": int(y.size), "n_positive": int(y.sum()), "n_resamples": int(n_resamples), "n_valid": len(roc)}
+
+
+def delong_test(y_true: Sequence[int], scores_a: Sequence[float], scores_b: Sequence[float]) -> dict:
+    """DeLong, DeLong & Clarke-Pearson (1988): two-sided test that two AUROCs measured on
+    the same patients are equal.
+
+    With m positives X and n negatives Y, each scorer's AUROC is the mean of
+    psi(x, y) = 1 if x > y, 1/2 if x == y, else 0 over the m*n pairs. Its placement
+    values V10(x_i) = mean_j psi(x_i, y_j) and V01(y_j) = mean_i psi(x_i, y_j) are found
+    with midranks (Sun & Xu, 2014): V10 = (rank of x_i among all - rank among positives) / n,
+    V01 = 1 - (rank of y_j among all - rank among negatives) / m. Then
+    S = cov(V10) / m + cov(V01) / n (2 x 2, over the two scorers), the difference's variance
+    is S_aa + S_bb - 2 S_ab, z = (AUC_a - AUC_b) / sqrt(var) and p = 2 (1 - Phi(|z|)).
+    Needs at least 2 positives and 2 negatives. With zero variance, p is 1 when the AUROCs
+    are equal and 0 otherwise. Returns ``{"auroc_a", "auroc_b", "diff", "se", "z", "p_value"}``
+    (diff = a - b).
+    """
+    y, a = _binary(y_true, scores_a)
+    _, b = _binary(y_true, scores_b)
+    m, n = int(y.sum()), int((1 - y).sum())
+    if m < 2 or n < 2:
+        raise ValueError(f"DeLong's test needs at least 2 positives and 2 negatives, got {m} and {n}")
+    v10, v01, auc = [], [], []
+    for s in (a, b):
+        x, z = s[y == 1], s[y == 0]
+        both = stats.rankdata(np.concatenate([x, z]))
+        tx, tz = stats.rankdata(x), stats.rankdata(z)
+        v10.append((both[:m] - tx) / n)
+        v01.append(1.0 - (both[m:] - tz) / m)
+        auc.append(float(np.mean(v10[-1])))
+    cov = np.cov(np.array(v10)) / m + np.cov(np.array(v01)) / n
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    diff = auc[0] - auc[1]
+    if var <= 1e-15:
+        z, p = (0.0, 1.0) if abs(diff) < 1e-12 else (math.copysign(math.inf, diff), 0.0)
+    else:
+        z = diff / math.sqrt(var)
+        p = float(2 * stats.norm.sf(abs(z)))
+    return {"auroc_a": auc[0], "auroc_b": auc[1], "diff": diff, "se": math.sqrt(max(var, 0.0)), "z": z,
+            "p_value": min(1.0, p)}

@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehrmind.stats import (
+    auc_bootstrap,
     classification_summary,
+    delong_test,
     accuracy_summary,
     holm,
     mcnemar_exact,
@@ -391,3 +393,168 @@ def test_pass_at_k_is_stable_where_the_binomials_overflow_floats():
     n, c, k = 3000, 7, 400   # C(3000, 400) has about 500 digits: far beyond a float
     exact = 1 - Fraction(math.comb(n - c, k), math.comb(n, k))
     assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-12)
+
+
+# --- classification_summary: scikit-learn against the former hand-written version ----------
+
+def _hand_classification_summary(y_true, y_pred, n_classes, p_positive=None):
+    """The implementation before scikit-learn (kept as an independent check)."""
+    from scipy import stats as sps
+    true = np.asarray(y_true, dtype=int)
+    pred = np.asarray([n_classes if p is None else int(p) for p in y_pred], dtype=int)
+    confusion = np.zeros((n_classes, n_classes + 1), dtype=int)
+    np.add.at(confusion, (true, pred), 1)
+    support = confusion.sum(axis=1)
+    predicted = confusion[:, :n_classes].sum(axis=0)
+    hits = np.diag(confusion[:, :n_classes])
+    present = support > 0
+    recall = np.divide(hits, support, out=np.zeros(n_classes), where=present)
+    f1_defined = present | (predicted > 0)
+    f1 = np.divide(2 * hits, support + predicted, out=np.zeros(n_classes), where=f1_defined)
+    n = true.size
+    observed = hits.sum() / n
+    chance = float(np.sum(support * predicted)) / n ** 2
+    auroc = None
+    if p_positive is not None and n_classes == 2 and present.all():
+        p = np.asarray(p_positive, dtype=float)
+        u = sps.mannwhitneyu(p[true == 1], p[true == 0]).statistic
+        auroc = float(u / (support[1] * support[0]))
+    return {"confusion": confusion.tolist(), "balanced_accuracy": float(recall[present].mean()),
+            "macro_f1": float(f1[f1_defined].mean()),
+            "cohen_kappa": None if chance >= 1.0 else float((observed - chance) / (1.0 - chance)), "auroc": auroc}
+
+
+def _same_summary(new, old):
+    assert new["confusion"] == old["confusion"]
+    for key in ("balanced_accuracy", "macro_f1", "cohen_kappa", "auroc"):
+        assert (new[key] is None) == (old[key] is None), key
+        if old[key] is not None:
+            assert new[key] == pytest.approx(old[key], abs=1e-12), key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 4).flatmap(lambda k: st.tuples(
+    st.just(k),
+    st.lists(st.tuples(st.integers(0, k - 1), st.one_of(st.none(), st.integers(0, k - 1)),
+                       st.floats(0, 1)), min_size=1, max_size=30))))
+def test_classification_summary_agrees_with_the_hand_written_version(case):
+    k, rows = case
+    y_true, y_pred, p = (list(col) for col in zip(*rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # the new version keeps sklearn's warnings to itself
+        new = classification_summary(y_true, y_pred, k, p if k == 2 else None)
+    _same_summary(new, _hand_classification_summary(y_true, y_pred, k, p if k == 2 else None))
+
+
+def test_classification_summary_agrees_on_the_reference_predictions():
+    from ehrmind.io import read_jsonl
+    from ehrmind.tasks import get_task
+    from tests.conftest import REPO
+    files = sorted((REPO / "results/reference/embedded/cells").glob("*/*/*/predictions.jsonl"))
+    checked = 0
+    for path in files:
+        rows = read_jsonl(path)
+        if not rows or "gold_label" not in rows[0]:
+            continue
+        n_classes = len(get_task(path.parts[-3]).labels)
+        args = ([r["gold_label"] for r in rows], [r["parsed_value"] for r in rows], n_classes,
+                [r["p_positive"] for r in rows] if n_classes == 2 else None)
+        _same_summary(classification_summary(*args), _hand_classification_summary(*args))
+        checked += 1
+    assert checked >= 8, f"expected the trec_ct and ehrshot cells, found {checked} files with gold_label"
+
+
+# --- AUROC / AUPRC bootstrap ----------------------------------------------------
+
+def test_auc_bootstrap_point_values_by_hand():
+    # AUROC: 3 of the 4 (pos, neg) pairs in order. AUPRC (average precision): by score, 0.8 is a
+    # positive (precision 1, recall 1/2), 0.4 a negative, 0.35 a positive (precision 2/3, recall 1):
+    # AP = 1/2 * 1 + 1/2 * 2/3.
+    r = auc_bootstrap([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], n_resamples=200, seed=1)
+    assert r["auroc"] == pytest.approx(0.75)
+    assert r["auprc"] == pytest.approx(0.5 + 1 / 3)
+    assert r["n"] == 4 and r["n_positive"] == 2 and r["n_resamples"] == 200
+    assert 0 < r["n_valid"] < 200            # some resamples hold one class only and are skipped
+    assert r["auroc_sd"] > 0 and 0 <= r["auroc_mean"] <= 1
+
+
+def test_auc_bootstrap_is_seeded_and_resamples_patients():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    s = y * 0.5 + rng.normal(size=60)
+    a = auc_bootstrap(y, s, n_resamples=300, seed=7)
+    assert a == auc_bootstrap(y, s, n_resamples=300, seed=7)
+    assert a["auroc_mean"] != auc_bootstrap(y, s, n_resamples=300, seed=8)["auroc_mean"]
+    assert abs(a["auroc_mean"] - a["auroc"]) < 2 * a["auroc_sd"]
+    # every patient twice: drawing patients makes the same draws as for the single items, and
+    # duplicating all items leaves both AUROC and average precision unchanged
+    twice = auc_bootstrap(np.repeat(y, 2), np.repeat(s, 2), n_resamples=300, seed=7, groups=np.repeat(np.arange(60), 2))
+    for key in ("auroc", "auroc_mean", "auroc_sd", "auprc", "auprc_mean", "auprc_sd", "n_valid"):
+        assert twice[key] == pytest.approx(a[key], abs=1e-12), key
+    items = auc_bootstrap(np.repeat(y, 2), np.repeat(s, 2), n_resamples=300, seed=7)   # items as patients:
+    assert items["auroc_sd"] < twice["auroc_sd"]                                       # too narrow
+
+
+@pytest.mark.parametrize("y, s", [([1, 1], [0.2, 0.3]), ([0, 1], [0.2]), ([0, 2], [0.1, 0.2]),
+                                  ([0, 1], [0.1, float("nan")]), ([], [])])
+def test_auc_bootstrap_errors(y, s):
+    with pytest.raises(ValueError):
+        auc_bootstrap(y, s)
+
+
+# --- DeLong ---------------------------------------------------------------------------------
+
+def _delong_brute_force(y, a, b):
+    """DeLong from the pairwise kernel psi over all (positive, negative) pairs: no ranks."""
+    y = np.asarray(y)
+    v10, v01, auc = [], [], []
+    for s in (np.asarray(a, float), np.asarray(b, float)):
+        x, z = s[y == 1][:, None], s[y == 0][None, :]
+        psi = (x > z) + 0.5 * (x == z)
+        v10.append(psi.mean(1))
+        v01.append(psi.mean(0))
+        auc.append(psi.mean())
+    m, n = len(v10[0]), len(v01[0])
+    s = np.cov(v10) / m + np.cov(v01) / n
+    var = s[0, 0] + s[1, 1] - 2 * s[0, 1]
+    z = (auc[0] - auc[1]) / math.sqrt(var)
+    return auc[0], auc[1], z, 2 * (1 - 0.5 * (1 + math.erf(abs(z) / math.sqrt(2))))
+
+
+def test_delong_by_hand():
+    # a: positives 0.9, 0.6 / negatives 0.7, 0.1 -> V10 = (1, 1/2), V01 = (1/2, 1), AUC 3/4
+    # b: positives 0.8, 0.3 / negatives 0.5, 0.4 -> V10 = (1, 0),   V01 = (1/2, 1/2), AUC 1/2
+    # S10 = [[1/8, 1/4], [1/4, 1/2]], S01 = [[1/8, 0], [0, 0]], m = n = 2
+    # S = S10/2 + S01/2 = [[1/8, 1/8], [1/8, 1/4]]; var = 1/8 + 1/4 - 2/8 = 1/8
+    # z = (3/4 - 1/2) / sqrt(1/8) = 0.707107; p = 2 (1 - Phi(0.707107)) = 0.479500
+    r = delong_test([1, 1, 0, 0], [0.9, 0.6, 0.7, 0.1], [0.8, 0.3, 0.5, 0.4])
+    assert (r["auroc_a"], r["auroc_b"], r["diff"]) == (0.75, 0.5, 0.25)
+    assert r["se"] == pytest.approx(math.sqrt(1 / 8))
+    assert r["z"] == pytest.approx(0.707107, abs=1e-6)
+    assert r["p_value"] == pytest.approx(0.479500, abs=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6), st.integers(0, 6)), min_size=4, max_size=40))
+def test_delong_agrees_with_the_brute_force_kernel(rows):
+    y, a, b = (list(col) for col in zip(*rows))       # small integer scores: many ties
+    if min(sum(y), len(y) - sum(y)) < 2:
+        return
+    r = delong_test(y, a, b)
+    auc_a, auc_b, z, p = _delong_brute_force(y, a, b) if r["se"] > 0 else (r["auroc_a"], r["auroc_b"], r["z"], r["p_value"])
+    assert r["auroc_a"] == pytest.approx(auc_a, abs=1e-12) and r["auroc_b"] == pytest.approx(auc_b, abs=1e-12)
+    if r["se"] > 0:
+        assert r["z"] == pytest.approx(z, rel=1e-9) and r["p_value"] == pytest.approx(p, abs=1e-9)
+
+
+def test_delong_edge_cases():
+    y = [1, 1, 1, 0, 0, 0]
+    s = [0.9, 0.8, 0.3, 0.4, 0.2, 0.1]
+    same = delong_test(y, s, s)
+    assert same["diff"] == 0 and same["p_value"] == 1.0
+    flipped = delong_test(y, [0.1, 0.2, 0.3, 0.9, 0.8, 0.7], s)
+    assert flipped["p_value"] == pytest.approx(delong_test(y, s, [0.1, 0.2, 0.3, 0.9, 0.8, 0.7])["p_value"])
+    perfect_vs_constant = delong_test(y, [3, 3, 3, 0, 0, 0], [1] * 6)   # both have zero variance
+    assert perfect_vs_constant["diff"] == 0.5 and perfect_vs_constant["p_value"] == 0.0
+    with pytest.raises(ValueError, match="2 positives"):
+        delong_test([1, 0, 0], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])

@@ -19,7 +19,15 @@ def _ehrshot() -> Task:
     return EhrshotTask()
 
 
-_REGISTRY = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot}
+def _ehr(name: str):
+    def make() -> Task:
+        from ehrmind.tasks.ehr import EhrTask
+        return EhrTask(name)
+    return make
+
+
+_REGISTRY = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot,
+             **{name: _ehr(name) for name in ("tjh_mortality", "mimic4_mortality", "mimic4_readmission")}}
 TASK_NAMES = tuple(_REGISTRY)
 MULTI = "multi"   # training-only task: the union of the grid's training sets
 

@@ -1,0 +1,1 @@
+"""Expert EHR models: the models whose feature attributions EAG-RL aligns the LLM with (ConCare)."""
