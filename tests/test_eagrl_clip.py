@@ -75,7 +75,7 @@ def _trainer(tiny_model, tmp_path, cls=None, max_steps=1, **kwargs):
     trainer = (cls or GRPOTrainer)(model=net, reward_funcs=[_reward_by_length], args=args, train_dataset=data,
                                    processing_class=tokenizer, **extra)
     trainer.model.train()
-    trainer.current_gradient_accumulation_steps = 1   # set by Trainer.train(); the loss tests call _compute_loss directly
+    trainer.current_gradient_accumulation_steps = 1   # Trainer.train() sets it; these tests call _compute_loss
     return trainer
 
 

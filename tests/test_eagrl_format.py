@@ -34,7 +34,8 @@ def test_tags_case_insensitive_and_no_steps_allowed():
 
 
 def test_feature_lists_split_strip_fold_and_match():
-    body = "- lactate dehydrogenase\n* \"Age\"\n1. red blood cell distribution width; HIGH SENSITIVITY C-REACTIVE PROTEIN.\n\n"
+    body = ("- lactate dehydrogenase\n* \"Age\"\n"
+            "1. red blood cell distribution width; HIGH SENSITIVITY C-REACTIVE PROTEIN.\n\n")
     stated = fmt.split_features(body)
     assert stated == ["lactate dehydrogenase", "Age", "red blood cell distribution width",
                       "HIGH SENSITIVITY C-REACTIVE PROTEIN"]

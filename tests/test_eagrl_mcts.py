@@ -243,3 +243,25 @@ def test_search_runs_on_a_tiny_model(tiny_model, tmp_path):
     for tree in trees:
         assert tree.root.visits == len(tree.root.children) + cfg.iterations - 1 == 4
         assert all(s.reward == floor for s, _ in tree.candidates.values())
+
+
+def test_kept_rows_train_with_trls_sft_trainer(tiny_model, tmp_path):
+    """The rows' prompt/completion columns are TRL's conversational prompt-completion format."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from ehrmind import models
+    patients = [Patient("p1", "LDH 612 U/L", 1, FEATURES), Patient("p4", "LDH 300 U/L", 1, FEATURES)]
+    mcts.build(patients, EXPERTS, Scripted(), QUESTION, tmp_path / "sft.jsonl", CFG)
+    rows = read_jsonl(tmp_path / "sft.jsonl")
+    assert len(rows) == 4
+    location = models.resolve(tiny_model)
+    net = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    args = SFTConfig(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=4, learning_rate=1e-3,
+                     report_to="none", save_strategy="no", use_cpu=True, bf16=False, max_length=512)
+    data = Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]} for row in rows])
+    SFTTrainer(model=net, args=args, train_dataset=data, processing_class=AutoTokenizer.from_pretrained(location)).train()
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())

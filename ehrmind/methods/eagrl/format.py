@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-SUB, ANS, FINAL_SUB, FEATURES, FINAL = "Subquestion", "Answer", "Final subquestion", "Important Features", "Final answer"
+SUB, ANS, FINAL_SUB = "Subquestion", "Answer", "Final subquestion"
+FEATURES, FINAL = "Important Features", "Final answer"
 
 SYSTEM_PROMPT = (
     "You are a clinical expert who predicts patient outcomes from electronic health records. "
