@@ -82,7 +82,10 @@ def test_unparseable_output_has_a_defined_reward_and_is_counted():
         s = tally.add(judge(text, 1, FEATURES, EXPERT, PAPER))
         assert not s.parsed.ok and s.reward == pytest.approx(0.6 * -4.60517019)
     tally.add(reward("0.8", 1))
-    assert tally.scored == 5 and tally.unparseable == 4 and sum(tally.reasons.values()) == 4
+    assert tally.scored == 5 and tally.unparseable == 4
+    assert tally.reasons == {"expected (<Subquestion><Answer>)* <Final subquestion> <Important Features> "
+                             "<Final answer>, found": 1, "final answer is not a probability": 1,
+                             "final answer outside [0, 1]": 1, "text outside the tags": 1}
     # never above a parseable answer: equal to the worst one (confidently wrong, no feature agreement)
     assert PAPER.unparseable_reward == pytest.approx(reward("1", 0, features=()).reward)
     custom = RewardConfig(unparseable=-3.0)

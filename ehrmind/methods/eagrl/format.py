@@ -139,7 +139,7 @@ def parse_probability(body: str) -> tuple[float | None, str | None]:
         return None, f"final answer is not a probability: {body[:40]!r}"
     value = float(m.group(1)) / (100.0 if m.group(2) else 1.0)
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        return None, f"final answer {body[:40]!r} is outside [0, 1]"
+        return None, f"final answer outside [0, 1]: {body[:40]!r}"
     return value, None
 
 

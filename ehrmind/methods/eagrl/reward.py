@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -159,7 +160,7 @@ class Tally:
         self.scored += 1
         if not s.parsed.ok:
             self.unparseable += 1
-            self.reasons[s.error.split(":")[0]] += 1
+            self.reasons[re.split(r"[:'\"]", s.error)[0].strip()] += 1   # the reason, without the text quoted
         return s
 
 
