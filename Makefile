@@ -26,16 +26,16 @@ $(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-embedded.txt pyp
 reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the tables
 	$(BIN)/ehrmind unlock-stale --directory .   # a lock left by a killed run, never a live run's
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
-	@echo; echo "Tables: results/embedded/tables/ (main, transfer, classification, significance, per_category_<task>, passk_<model>, passk_cost, passk_vs_rlvr_gain; .md .tex .csv, and the pass@k figure .png)"
-	@if diff -rq -x 'passk_cost.*' $(REFERENCE)/tables results/embedded/tables >/dev/null; \
-	then echo "They are identical to the committed reference, $(REFERENCE)/tables (passk_cost, timings, not compared)."; \
-	else echo "They differ from the committed reference: diff -r $(REFERENCE)/tables results/embedded/tables"; fi
+	@echo; echo "Tables: results/embedded/tables/ (.md .tex .csv; see README, 'The reference result')"
+	@$(BIN)/ehrmind compare-reference --reference $(REFERENCE) --run results/embedded \
+		--out results/embedded/reproduction.json
 
 reference:  ## copy the embedded run's tables, cells, transfer cells, training logs and pass@k samples over the committed reference
 	test -f results/embedded/tables/main.md
 	rm -rf $(REFERENCE) && mkdir -p $(REFERENCE)
 	cp -r results/embedded/tables results/embedded/cells results/embedded/transfer results/embedded/training \
 		results/embedded/passk $(REFERENCE)/
+	for d in experts robustness eagrl; do [ ! -d results/embedded/$$d ] || cp -r results/embedded/$$d $(REFERENCE)/; done
 	find $(REFERENCE) -name .snakemake_timestamp -delete
 
 test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)
