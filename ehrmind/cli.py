@@ -147,6 +147,18 @@ def cmd_expert(a) -> None:
              t["auroc_sd"], t["auprc"], t["auprc_sd"], metrics["train_seconds"], a.out)
 
 
+def cmd_mcts(a) -> None:
+    from ehrmind.methods.eagrl import stage1
+    from ehrmind.tasks import DataError
+    try:
+        stage1.run(a.model, _examples(a.train), a.experts, a.settings, a.reward, a.seed, Path(a.out),
+                   a.trust_remote_code, a.precision)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise SystemExit(f"error: mcts: {exc}") from None
+
+
 def cmd_bench(a) -> None:
     from ehrmind import bench
     bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.passk_n, a.precision,
@@ -292,6 +304,22 @@ def parser() -> argparse.ArgumentParser:
                          "decov_weight, top_k, n_resamples, final_values (defaults in ehrmind/experts/concare.py)")
     sp.add_argument("--seed", type=int, default=0, help="training seed; with --data also the data seed")
     sp.add_argument("--out", required=True, help="folder for metrics.json and ranked_features.jsonl")
+
+    sp = verb("mcts", cmd_mcts, "EAG-RL stage 1: expert-guided MCTS over reasoning steps on a structured-EHR "
+              "task's training split; writes trajectories.jsonl (the kept trajectories, the rows `sft "
+              "--trajectories` trains on) and mcts.json (cost and yield)")
+    common(sp, task=False)
+    sp.add_argument("--model", required=True, help="the model that samples (reference JSON or checkpoint)")
+    sp.add_argument("--train", required=True, help="training split JSONL (prepare-data)")
+    sp.add_argument("--experts", required=True, help="ranked_features.jsonl written by `ehrmind expert`")
+    sp.add_argument("--settings", type=_json, default={},
+                    help="JSON: iterations, max_depth, branching, rollouts, c_uct, keep, min_confidence, min_att, "
+                         "correct_only, step and rollout ({max_new_tokens, temperature, top_p, stop}), "
+                         "patients_per_class, batch_size, backend (defaults: ehrmind/methods/eagrl/mcts.py, stage1.py)")
+    sp.add_argument("--reward", type=_json, default={},
+                    help="EAG-RL reward JSON: preset (paper|code), lam, beta, w_loglik, w_sep, w_att, clip_eps, top_k, "
+                         "unparseable, unmatched_count (defaults: ehrmind/methods/eagrl/reward.py)")
+    sp.add_argument("--out", required=True, help="folder for trajectories.jsonl and mcts.json")
 
     sp = verb("bench", cmd_bench, "measure this machine's ceiling (matmul GFLOP/s, memory GB/s) and the suite's "
               "workloads against it: greedy evaluation, pass@k sampling, an SFT step, a GRPO step")
