@@ -73,6 +73,16 @@ def cmd_merge_train(a) -> None:
 def cmd_sft(a) -> None:
     from ehrmind import training
     from ehrmind.tasks.base import balanced_subsample
+    if (a.train is None) == (a.trajectories is None) or (a.train is not None and a.task is None):
+        raise SystemExit("error: sft: give either --task and --train (the EHRMind warm-up) or --trajectories "
+                         "(EAG-RL stage 1: the rows `ehrmind mcts` kept)")
+    if a.trajectories is not None:
+        from ehrmind.io import read_jsonl
+        summary = training.sft_trajectories(a.model, read_jsonl(a.trajectories), a.settings, a.seed, Path(a.out),
+                                            Path(a.log_dir), a.trust_remote_code, a.precision, where=a.trajectories,
+                                            stage=a.stage or "eag_sft")
+        log.info("sft done: %s", summary)
+        return
     train = balanced_subsample(_examples(a.train), a.settings.get("examples_per_category"), a.seed)
     summary = training.sft(_training_task(a.task), a.model, train, a.settings, a.seed,
                            Path(a.out), Path(a.log_dir), a.trust_remote_code, a.precision)
@@ -229,10 +239,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", help="folder for materialized local models (default .cache/ehrmind)")
     sp.add_argument("--out", required=True, help="reference JSON to write")
 
-    sp = verb("sft", cmd_sft, "SFT warm-up with TRL SFTTrainer (full or LoRA)")
-    common(sp)
+    sp = verb("sft", cmd_sft, "SFT with TRL SFTTrainer (full or LoRA): EHRMind's warm-up on a task's training "
+              "split (--task, --train), or EAG-RL stage 1 on MCTS trajectories (--trajectories)")
+    common(sp, task=False)
+    sp.add_argument("--task", help="task name: medcalc, trec_ct, ehrshot or multi (with --train)")
     sp.add_argument("--model", required=True, help="checkpoint dir or model reference JSON")
-    sp.add_argument("--train", required=True, help="training split JSONL")
+    sp.add_argument("--train", help="training split JSONL")
+    sp.add_argument("--trajectories", help="trajectories.jsonl written by `ehrmind mcts` (instead of --task/--train)")
+    sp.add_argument("--stage", help="label for the summary with --trajectories (default eag_sft)")
     sp.add_argument("--settings", type=_json, required=True, help="the config's sft block as JSON")
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")

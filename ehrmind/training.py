@@ -2,7 +2,9 @@
 
 - SFT warm-up (SFTTrainer, full or LoRA via peft) on pre-tokenized examples: the EHRMind
   prompt through its prefill (loss masked) then the SFT target (trained), tokenized exactly as
-  generation will see them;
+  generation will see them; or on chat rows (EAG-RL's MCTS trajectories: prompt messages and a
+  completion text), the prompt rendered with the generation prompt (masked), then the completion
+  and the end-of-sequence token (trained);
 - RLVR (GRPOTrainer) with the task's rule-checked reward. Rollouts come from the suite's own
   generation backend through TRL's `rollout_func` (each prompt encoded once for its
   num_generations samples, finished rows dropped); TRL does everything else: advantages,
@@ -58,14 +60,18 @@ def _save(trainer, tokenizer, out_dir: Path, log_dir: Path, summary: dict[str, A
           plot_keys: list[str]) -> None:
     """Checkpoint (LoRA merged into the weights; bf16 on CUDA) to out_dir; log history,
     summary and curves to log_dir."""
-    import torch
-    from ehrmind import plots
     net = trainer.model
     if hasattr(net, "merge_and_unload"):
         net = net.merge_and_unload()
-    if models.device() == "cuda" and trainer.args.bf16:
+    _write(net, tokenizer, trainer.args.bf16, trainer.state.log_history, out_dir, log_dir, summary, plot_keys)
+
+
+def _write(net, tokenizer, bf16: bool, history: list[dict[str, Any]], out_dir: Path, log_dir: Path,
+           summary: dict[str, Any], plot_keys: list[str]) -> None:
+    import torch
+    from ehrmind import plots
+    if models.device() == "cuda" and bf16:
         net = net.to(torch.bfloat16)   # trained with fp32 master weights; saved as it will be served
-    history = trainer.state.log_history
     with atomic_path(log_dir, is_dir=True) as tmp:
         write_jsonl(tmp / "train_log.jsonl", history)
         write_json(tmp / "train_summary.json", summary)
@@ -113,14 +119,70 @@ def sft_rows(tokenizer, task: Task | None, train: list[Example], max_length: int
     return rows
 
 
+def trajectory_rows(tokenizer, trajectories: list[dict[str, Any]], max_length: int,
+                    where: str = "trajectories") -> list[dict[str, list[int]]]:
+    """input_ids and labels of chat rows {prompt: [messages], completion: [one assistant message]
+    or text} (TRL's conversational prompt-completion layout, as `ehrmind mcts` writes it): the
+    prompt as generation renders it (chat template, generation prompt; labels -100), then the
+    completion's tokens and the end-of-sequence token (trained). Rows are not shortened: one that
+    does not fit max_length is an error."""
+    from ehrmind.generation import chat
+    from ehrmind.tasks.base import DataError
+    rows = []
+    for i, row in enumerate(trajectories, start=1):
+        name = f"{where}: row {i} (id {row.get('id', '?')})"
+        prompt, completion = row.get("prompt"), row.get("completion")
+        if isinstance(completion, list) and len(completion) == 1 and isinstance(completion[0], dict) \
+                and completion[0].get("role") == "assistant":
+            completion = completion[0].get("content")
+        if not isinstance(completion, str) or not completion.strip():
+            raise DataError(f"{name}, field 'completion': expected one assistant message or a non-empty text")
+        if not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and {"role", "content"} <= set(m)
+                                                            for m in prompt) and prompt[-1]["role"] != "assistant"):
+            raise DataError(f"{name}, field 'prompt': expected chat messages (role, content) not ending with "
+                            f"an assistant turn")
+        prompt_ids = chat.encode(tokenizer, prompt)
+        target = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(prompt_ids) + len(target) > max_length:
+            raise ValueError(f"{name}: prompt {len(prompt_ids)} + completion {len(target)} tokens exceed "
+                             f"sft max_length {max_length}; raise max_length")
+        rows.append({"input_ids": prompt_ids + target, "labels": [-100] * len(prompt_ids) + target})
+    return rows
+
+
 def sft(task: Task | None, model: str, train: list[Example], cfg: dict[str, Any], seed: int, out_dir: Path,
         log_dir: Path, trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
+    """The EHRMind warm-up on a task's examples."""
+    return _sft(model, lambda tok: sft_rows(tok, task, train, cfg["max_length"]), cfg, seed, out_dir, log_dir,
+                trust_remote_code, precision, stage="sft")
+
+
+def sft_trajectories(model: str, trajectories: list[dict[str, Any]], cfg: dict[str, Any], seed: int,
+                     out_dir: Path, log_dir: Path, trust_remote_code: bool = False, precision: str = "auto",
+                     where: str = "trajectories", stage: str = "eag_sft") -> dict[str, Any]:
+    """EAG-RL stage 1's SFT on the kept MCTS trajectories. With none kept there is nothing to
+    train on: the checkpoint is the model as it came, and the summary says so (steps 0)."""
+    return _sft(model, lambda tok: trajectory_rows(tok, trajectories, cfg["max_length"], where), cfg, seed,
+                out_dir, log_dir, trust_remote_code, precision, stage=stage,
+                extra={"patients": len({t.get("patient_id") for t in trajectories})})
+
+
+def _sft(model: str, build_rows: Callable[[Any], list[dict[str, list[int]]]], cfg: dict[str, Any], seed: int,
+         out_dir: Path, log_dir: Path, trust_remote_code: bool, precision: str, stage: str,
+         extra: dict[str, Any] | None = None) -> dict[str, Any]:
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     net, tokenizer = models.load(model, trust_remote_code, for_generation=False, precision=precision)
-    rows = sft_rows(tokenizer, task, train, cfg["max_length"])
+    rows = build_rows(tokenizer)
+    if not rows:
+        log.warning("%s: no training rows; the checkpoint is the input model, unchanged", stage)
+        summary = {"stage": stage, "method": cfg["method"], "examples": 0, "steps": 0, "train_loss": None,
+                   "trained_tokens": 0, "supervised_tokens": 0, "unchanged": True, "resumed_from": None,
+                   "wall_time_s": 0.0, **(extra or {})}
+        _write(net, tokenizer, models.use_bf16(precision), [], out_dir, log_dir, summary, ["loss"])
+        return summary
     peft_config = None
     if cfg["method"] == "lora":
         peft_config = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"],
@@ -140,11 +202,11 @@ def sft(task: Task | None, model: str, train: list[Example], cfg: dict[str, Any]
     started = time.perf_counter()
     result, resumed = _train(trainer, scratch)
     epochs = cfg["epochs"]
-    summary = {"stage": "sft", "method": cfg["method"], "examples": len(train),
+    summary = {"stage": stage, "method": cfg["method"], "examples": len(rows),
                "steps": trainer.state.global_step, "train_loss": result.training_loss,
                "trained_tokens": round(epochs * sum(len(r["input_ids"]) for r in rows)),
                "supervised_tokens": round(epochs * sum(sum(x != -100 for x in r["labels"]) for r in rows)),
-               "resumed_from": resumed, "wall_time_s": time.perf_counter() - started}
+               "resumed_from": resumed, "wall_time_s": time.perf_counter() - started, **(extra or {})}
     _save(trainer, tokenizer, out_dir, log_dir, summary, ["loss", "entropy"])
     shutil.rmtree(scratch, ignore_errors=True)
     return summary

@@ -107,3 +107,61 @@ def test_mcts_verb_on_a_tiny_model(tiny_model, tmp_path):
     write_jsonl(experts, [])
     assert cli.main(["mcts", "--model", str(tiny_model), "--train", str(train), "--experts", str(experts),
                      "--settings", json.dumps(settings), "--out", str(out)]) == 2   # no ranking: a data error
+
+
+SFT = {"method": "full", "epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "max_length": 512,
+       "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "gradient_checkpointing": False}
+
+
+def scripted_trajectories(tmp_path):
+    patients = [Patient("p1", "LDH 612 U/L", 1, FEATURES), Patient("p4", "LDH 300 U/L", 1, FEATURES)]
+    trees, _ = mcts.search(patients, EXPERTS, Scripted(), QUESTION, CFG)
+    path = tmp_path / "trajectories.jsonl"
+    write_jsonl(path, mcts.sft_rows(trees, CFG))
+    return path
+
+
+def test_trajectory_rows_train_the_completion_after_the_generation_prompt(tok, tmp_path):
+    from ehrmind import training
+    rows = read_jsonl(scripted_trajectories(tmp_path))
+    tokenized = training.trajectory_rows(tok, rows, 512)
+    assert len(tokenized) == len(rows) == 4
+    for row, t in zip(rows, tokenized):
+        n_prompt = sum(label == -100 for label in t["labels"])
+        assert t["input_ids"][:n_prompt] == chat.encode(tok, row["prompt"])   # what generation is prompted with
+        assert t["labels"][:n_prompt] == [-100] * n_prompt and t["labels"][n_prompt:] == t["input_ids"][n_prompt:]
+        assert tok.decode(t["labels"][n_prompt:-1]) == row["completion"][0]["content"]
+        assert t["labels"][-1] == tok.eos_token_id
+    with pytest.raises(ValueError, match="exceed sft max_length 64"):
+        training.trajectory_rows(tok, rows, 64)
+    from ehrmind.tasks import DataError
+    with pytest.raises(DataError, match="row 1 .*field 'prompt'"):
+        training.trajectory_rows(tok, [{**rows[0], "prompt": rows[0]["prompt"] + rows[0]["completion"]}], 512)
+    with pytest.raises(DataError, match="field 'completion'"):
+        training.trajectory_rows(tok, [{**rows[0], "completion": []}], 512)
+
+
+def _weights(ref_or_dir):
+    from pathlib import Path
+    from safetensors.torch import load_file
+    return load_file(Path(models.resolve(ref_or_dir)) / "model.safetensors")
+
+
+def test_sft_verb_on_trajectories(tiny_model, tmp_path):
+    path = scripted_trajectories(tmp_path)
+    args = ["sft", "--model", str(tiny_model), "--settings", json.dumps(SFT), "--seed", "0"]
+    assert cli.main([*args, "--trajectories", str(path), "--out", str(tmp_path / "ckpt"),
+                     "--log-dir", str(tmp_path / "logs")]) == 0
+    before, after = _weights(tiny_model), _weights(tmp_path / "ckpt")
+    assert any(not (before[k] == after[k]).all() for k in before)
+    summary = read_json(tmp_path / "logs/train_summary.json")
+    assert summary["stage"] == "eag_sft" and summary["examples"] == 4 and summary["patients"] == 2
+    assert summary["steps"] == 1 and summary["supervised_tokens"] > 0
+    # nothing kept: nothing to train on, the checkpoint is the input model and the summary says so
+    write_jsonl(path, [])
+    assert cli.main([*args, "--trajectories", str(path), "--out", str(tmp_path / "same"),
+                     "--log-dir", str(tmp_path / "same_logs")]) == 0
+    assert all((before[k] == v).all() for k, v in _weights(tmp_path / "same").items())
+    assert read_json(tmp_path / "same_logs/train_summary.json")["unchanged"] is True
+    with pytest.raises(SystemExit, match="give either --task and --train"):
+        cli.main([*args, "--trajectories", str(path), "--train", str(path), "--out", "x", "--log-dir", "y"])
