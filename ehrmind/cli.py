@@ -91,8 +91,27 @@ def cmd_sft(a) -> None:
 
 def cmd_grpo(a) -> None:
     from ehrmind import training
-    summary = training.grpo(_training_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
-                            a.seed, Path(a.out), Path(a.log_dir), a.stage, a.trust_remote_code, a.precision)
+    if a.method == "ehrmind":
+        if a.reward is None or a.experts or a.method_settings:
+            raise SystemExit("error: grpo --method ehrmind: give --reward (the reward block); --experts and "
+                             "--method-settings are EAG-RL's")
+        summary = training.grpo(_training_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
+                                a.seed, Path(a.out), Path(a.log_dir), a.stage or "rlvr", a.trust_remote_code,
+                                a.precision)
+        log.info("grpo done: %s", summary)
+        return
+    from ehrmind.methods.eagrl import grpo as eag
+    from ehrmind.methods.eagrl.reward import read_experts
+    if not a.experts:
+        raise SystemExit(f"error: grpo --method {a.method}: give --experts (ranked_features.jsonl)")
+    train, experts = _examples(a.train), read_experts(a.experts)
+    eag.check_experts(train, experts, a.experts)
+    try:
+        method = eag.method(a.method, experts, a.reward, a.method_settings, a.settings["max_prompt_length"])
+    except ValueError as exc:
+        raise SystemExit(f"error: grpo: {exc}") from None
+    summary = training.run_grpo(method, a.model, train, a.settings, a.seed, Path(a.out), Path(a.log_dir),
+                                a.stage or a.method, a.trust_remote_code, a.precision)
     log.info("grpo done: %s", summary)
 
 
@@ -251,13 +270,23 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
 
-    sp = verb("grpo", cmd_grpo, "RLVR with TRL GRPOTrainer and the task's rule-checked reward")
+    sp = verb("grpo", cmd_grpo, "RL with TRL's GRPOTrainer: EHRMind's RLVR with the task's rule-checked reward "
+              "(--method ehrmind), or EAG-RL stage 2 and its baselines with the EAG reward (--method eagrl, "
+              "grpo_baseline, dapo; ehrmind/methods/eagrl/grpo.py)")
     common(sp)
+    sp.add_argument("--method", choices=("ehrmind", "eagrl", "grpo_baseline", "dapo"), default="ehrmind")
     sp.add_argument("--model", required=True)
     sp.add_argument("--train", required=True)
     sp.add_argument("--settings", type=_json, required=True, help="the config's grpo block as JSON")
-    sp.add_argument("--reward", type=_json, required=True, help="the config's reward block as JSON")
-    sp.add_argument("--stage", default="rlvr", help="label for logs (rlvr or sft_rlvr)")
+    sp.add_argument("--reward", type=_json, help="ehrmind: the config's reward block as JSON (required); EAG-RL "
+                    "methods: the EAG reward JSON (preset, lam, beta, w_loglik, w_sep, w_att, clip_eps, top_k, "
+                    "unparseable, unmatched_count; default: the paper preset)")
+    sp.add_argument("--experts", help="EAG-RL methods: ranked_features.jsonl written by `ehrmind expert`")
+    sp.add_argument("--method-settings", type=_json, default={},
+                    help="EAG-RL methods, JSON: adaptive_clip, eps_min_high, eps_max_high, eps_no_features (eagrl), "
+                         "loss_type, epsilon, epsilon_high, beta, mask_truncated_completions (over the method's "
+                         "defaults; ehrmind/methods/eagrl/grpo.py)")
+    sp.add_argument("--stage", help="label for logs (rlvr or sft_rlvr; EAG-RL methods: default the method)")
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
 

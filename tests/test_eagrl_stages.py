@@ -165,3 +165,127 @@ def test_sft_verb_on_trajectories(tiny_model, tmp_path):
     assert read_json(tmp_path / "same_logs/train_summary.json")["unchanged"] is True
     with pytest.raises(SystemExit, match="give either --task and --train"):
         cli.main([*args, "--trajectories", str(path), "--train", str(path), "--out", "x", "--log-dir", "y"])
+
+
+GRPO = {"max_steps": 1, "prompts_per_step": 2, "num_generations": 4, "max_completion_length": 256,
+        "max_prompt_length": 1024, "learning_rate": 1e-2, "beta": 0.001, "epsilon": 0.2, "temperature": 1.0,
+        "top_p": 1.0, "loss_type": "dapo", "micro_batch_size": None, "rollout_batch_size": None,
+        "use_vllm": False, "gradient_checkpointing": False}
+
+
+def scripted_completions(prompt_text: str) -> list[str]:
+    """Four rollouts for one EAG-RL prompt: three well formed, naming different features of the
+    record with different probabilities, and one unparseable."""
+    import re
+    features = re.search(r"Features in this record: (.*)\n", prompt_text).group(1).split(", ")
+    final = "Will this patient die in hospital?"
+    return [fmt.render_completion([("Is the last value abnormal?", "Yes.")], final, features[-2:], 0.8),
+            fmt.render_completion([], final, features[:3], 0.3),
+            fmt.render_completion([("Which values are high?", "Several.")], final, features[-5:], 0.6),
+            "I am not sure."]
+
+
+@pytest.fixture()
+def scripted_rollouts(monkeypatch):
+    """HFBackend.generate answering with scripted_completions (token ids of the text, then eos)."""
+    from ehrmind.generation.hf import HFBackend
+    seen = []
+
+    def generate(self, prompts, spec):
+        out = []
+        for ids in prompts:
+            prompt = self.tokenizer.decode(ids)
+            texts = scripted_completions(prompt)[:spec.n]
+            seen.extend((prompt, text) for text in texts)
+            gens = []
+            for text in texts:
+                tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+                gens.append(Generation(text, len(tokens), tuple(tokens), (), tuple([-1.0] * len(tokens)), True))
+            out.append(gens)
+        return out
+
+    monkeypatch.setattr(HFBackend, "generate", generate)
+    return seen
+
+
+def _grpo(tiny_model, tmp_path, name, method, *extra):
+    examples, train = ehr_split(tmp_path, n=4)
+    experts = fake_experts(tmp_path, examples)
+    out, logs = tmp_path / f"{name}_ckpt", tmp_path / f"{name}_logs"
+    assert cli.main(["grpo", "--method", method, "--task", "tjh_mortality", "--model", str(tiny_model),
+                     "--train", str(train), "--experts", str(experts), "--settings", json.dumps(GRPO),
+                     "--out", str(out), "--log-dir", str(logs), *extra]) == 0
+    return examples, read_jsonl(logs / "train_log.jsonl"), read_json(logs / "train_summary.json"), out
+
+
+def test_eagrl_grpo_logs_r_att_and_clips_adaptively(tiny_model, tmp_path, scripted_rollouts):
+    from ehrmind.methods.eagrl.reward import RewardConfig, judge
+    examples, history, summary, out = _grpo(tiny_model, tmp_path, "eagrl", "eagrl")
+    assert summary["method"] == "eagrl" and summary["adaptive_clip"] and summary["stage"] == "eagrl"
+    assert summary["generation_rounds"] == 1 and summary["steps"] == 2 == summary["updates_per_generation"]
+    first, second = [h for h in history if "loss" in h]
+    # the logged R_att, R_cls and parse-failure rate are those of the step's rollouts, judged by hand
+    scored = []
+    for prompt, text in scripted_rollouts:
+        (ex,) = [e for e in examples if e.fields["record"].strip() in prompt]
+        ranked = list(reversed(ex.gold["features"]))   # fake_experts
+        scored.append(judge(text, ex.gold["label"], ex.gold["features"], ranked, RewardConfig()))
+    parsed = [s for s in scored if s.parsed.ok]
+    assert len(scored) == 8 and len(parsed) == 6
+    assert first["rewards/parse_failure/mean"] == pytest.approx(2 / 8)
+    assert first["rewards/r_att/mean"] == pytest.approx(sum(s.r_att for s in scored) / 8, rel=1e-5)
+    assert first["rewards/r_cls/mean"] == pytest.approx(sum(s.r_cls for s in parsed) / 6, rel=1e-5)
+    assert first["reward"] == pytest.approx(sum(s.reward for s in scored) / 8, rel=1e-5)
+    assert summary["unparseable_rollouts"] == 2 and summary["r_att_first_step"] == first["rewards/r_att/mean"]
+    # the adaptive clip saw feature tokens; its bounds lie in [0.2, 0.4]; the first update is on-policy
+    # (ratio 1, nothing clipped), the second is not, so the bounds can act
+    assert (first["eagrl/with_feature_tokens"] + second["eagrl/with_feature_tokens"]) / 2 == pytest.approx(3 / 4)
+    assert all(0.2 - 1e-6 <= h["eagrl/eps_high/min"] <= h["eagrl/eps_high/max"] <= 0.4 + 1e-6 for h in (first, second))
+    assert first["clip_ratio/region_mean"] == 0.0
+    before, after = _weights(tiny_model), _weights(out)
+    assert any(not (before[k] == after[k]).all() for k in before)
+
+
+def test_dapo_runs_on_trls_trainer(tiny_model, tmp_path, scripted_rollouts):
+    _, history, summary, _ = _grpo(tiny_model, tmp_path, "dapo", "dapo", "--reward", '{"lam": 1.0}')
+    assert summary["method"] == "dapo" and not summary["adaptive_clip"] and summary["dynamic_sampling"] is False
+    assert summary["method_settings"] == {"loss_type": "dapo", "epsilon_high": 0.28, "mask_truncated_completions": True,
+                                          "beta": 0.0, "updates_per_generation": 2}
+    assert summary["reward_config"]["lam"] == 1.0                      # the "without R_att" ablation's reward
+    assert not any("eagrl/eps_high/mean" in h for h in history)
+    assert any("rewards/r_att/mean" in h for h in history)             # still logged, weight 0
+
+
+def test_method_settings_and_trainer_arguments(tmp_path):
+    from ehrmind import training
+    from ehrmind.methods.eagrl import grpo as eag
+    from ehrmind.methods.eagrl.clip import EntropyClipGRPOTrainer
+    from trl import GRPOConfig
+    experts = {"1": ["LDH"]}
+
+    def built(name, settings=None):
+        m = eag.method(name, experts, {}, settings, 512)
+        args = GRPOConfig(**training.grpo_arguments({**GRPO, **m.overrides}, 0, "fp32", tmp_path,
+                                                    len(m.reward_funcs)), **m.config)
+        return m, args
+
+    m, args = built("eagrl")
+    assert m.trainer_class is EntropyClipGRPOTrainer and m.trainer_kwargs == {"eps_min_high": 0.2, "eps_max_high": 0.4,
+                                                                             "eps_no_features": None}
+    assert args.loss_type == "dapo" and args.epsilon_high is None and args.reward_weights == [1.0, 0.0, 0.0, 0.0]
+    assert [f.__name__ for f in m.reward_funcs] == ["eagrl_reward", "r_att", "r_cls", "parse_failure"]
+    # two optimizer steps per round of 8 rollouts; max_steps counts rounds
+    assert (args.max_steps, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+            args.steps_per_generation) == (2, 4, 1, 2)
+    m, args = built("eagrl", {"adaptive_clip": False})
+    assert m.trainer_class is None and m.trainer_kwargs == {} and args.epsilon == 0.2
+    m, args = built("grpo_baseline")
+    assert m.trainer_class is None and args.loss_type == "grpo" and args.epsilon_high is None and args.beta == 0.001
+    m, args = built("dapo")
+    assert args.loss_type == "dapo" and args.epsilon_high == 0.28 and args.mask_truncated_completions and args.beta == 0
+    with pytest.raises(ValueError, match="unknown method settings"):
+        built("dapo", {"adaptive_clip": True})
+    with pytest.raises(ValueError, match="set per sequence"):
+        built("eagrl", {"epsilon_high": 0.3})
+    with pytest.raises(ValueError, match="unknown GRPO method"):
+        built("ppo")
