@@ -117,13 +117,29 @@ def cmd_grpo(a) -> None:
 
 def cmd_evaluate(a) -> None:
     from ehrmind.evaluate import EvalJob, evaluate
-    from ehrmind.tasks import get_task
+    from ehrmind.tasks import DataError, get_task
     if not len(a.task) == len(a.test) == len(a.settings) == len(a.out):
         raise SystemExit("error: give --task, --test, --settings and --out once per evaluation, in the same order")
     cell = dict(kv.split("=", 1) for kv in a.cell)
     jobs = [EvalJob(get_task(t), _examples(test), settings, Path(out), {**cell, "task": t})
             for t, test, settings, out in zip(a.task, a.test, a.settings, a.out)]
-    evaluate(a.model, jobs, a.reward, a.seed, a.trust_remote_code, a.precision)
+    if a.method == "ehrmind":
+        if a.reward is None or a.experts or a.style:
+            raise SystemExit("error: evaluate --method ehrmind: give --reward (the reward block); --experts and "
+                             "--style are EAG-RL's")
+        evaluate(a.model, jobs, a.reward, a.seed, a.trust_remote_code, a.precision)
+        return
+    from ehrmind.methods.eagrl import evaluate as eag
+    from ehrmind.methods.eagrl.reward import read_experts
+    if len(a.experts or []) != len(jobs):
+        raise SystemExit("error: evaluate --method eagrl: give --experts (ranked_features.jsonl) once per --task")
+    try:
+        eag.evaluate(a.model, jobs, [read_experts(path) for path in a.experts], a.reward, a.style or "decompose",
+                     a.seed, a.trust_remote_code, a.precision)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise SystemExit(f"error: evaluate: {exc}") from None
 
 
 def cmd_passk(a) -> None:
@@ -298,7 +314,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--test", action="append", required=True, help="test split JSONL (repeatable)")
     sp.add_argument("--settings", action="append", type=_json, required=True,
                     help="the generation block as JSON, with the task's overrides (repeatable)")
-    sp.add_argument("--reward", type=_json, required=True)
+    sp.add_argument("--reward", type=_json, help="ehrmind: the reward block as JSON (required); eagrl: the EAG "
+                    "reward JSON, for R_att's top_k (default: the paper preset)")
+    sp.add_argument("--method", choices=("ehrmind", "eagrl"), default="ehrmind",
+                    help="eagrl: EAG-RL's evaluation of structured-EHR tasks (AUROC, AUPRC, R_att; "
+                         "ehrmind/methods/eagrl/evaluate.py)")
+    sp.add_argument("--style", choices=("decompose", "think", "vanilla"),
+                    help="eagrl: prompt style (default decompose, EAG-RL's format; think and vanilla are the "
+                         "prompting baselines)")
+    sp.add_argument("--experts", action="append", help="eagrl: ranked_features.jsonl (repeatable, one per --task)")
     sp.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE",
                     help="labels stored in metrics.json (the task label is added per evaluation)")
     sp.add_argument("--out", action="append", required=True,

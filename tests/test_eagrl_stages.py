@@ -289,3 +289,67 @@ def test_method_settings_and_trainer_arguments(tmp_path):
         built("eagrl", {"epsilon_high": 0.3})
     with pytest.raises(ValueError, match="unknown GRPO method"):
         built("ppo")
+
+
+GEN = {"max_new_tokens": 8, "max_prompt_tokens": 1024, "batch_size": 8, "temperature": 0.0, "top_p": 1.0,
+       "backend": "hf"}
+
+
+def _evaluate(tiny_model, tmp_path, test, experts, style=None, name="eval"):
+    out = tmp_path / name
+    args = ["evaluate", "--method", "eagrl", "--model", str(tiny_model), "--task", "tjh_mortality", "--test",
+            str(test), "--settings", json.dumps(GEN), "--experts", str(experts), "--cell", "model=tiny",
+            "stage=eagrl", "--out", str(out)] + (["--style", style] if style else [])
+    assert cli.main(args) == 0
+    return read_jsonl(out / "predictions.jsonl"), read_json(out / "metrics.json")
+
+
+def test_evaluation_scores_stated_probabilities(tok, tiny_model, tmp_path, monkeypatch):
+    """Scripted answers: AUROC/AUPRC from the stated probabilities, 0.5 for the unparseable one,
+    R_att against the expert's top 5, every field of a prediction."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from ehrmind import generation
+    examples, test = ehr_split(tmp_path, "test", n=6)
+    experts = fake_experts(tmp_path, examples)
+    stated = {0: 0.2, 1: 0.8, 2: 0.7, 3: None, 4: 0.9, 5: 0.1}   # by example; None: unparseable
+    texts = [fmt.render_completion([("Is LDH high?", "Yes.")], "q", ex.gold["features"][-2 - i % 3:], stated[i])
+             if stated[i] is not None else "The patient is very ill." for i, ex in enumerate(examples)]
+
+    class Fake:
+        name, tokenizer = "scripted", tok
+
+        def generate(self, prompts, spec):
+            assert spec.temperature == 0.0 and len(prompts) == len(examples)
+            return [[Generation(t, 7)] for t in texts]
+
+    monkeypatch.setattr(generation, "load", lambda *a, **k: Fake())
+    rows, metrics = _evaluate(tiny_model, tmp_path, test, experts)
+    labels = [ex.gold["label"] for ex in examples]
+    scores = [0.5 if stated[i] is None else stated[i] for i in range(6)]
+    assert [r["probability"] for r in rows] == scores and [r["gold_label"] for r in rows] == labels
+    assert rows[3]["p_source"] == "unparseable" and rows[3]["stated_probability"] is None and rows[3]["parse_error"]
+    assert rows[3]["r_att"] == 0.0 and rows[3]["correct"] is False
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert metrics["auprc"] == pytest.approx(average_precision_score(labels, scores))
+    assert metrics["auroc_sd"] > 0 and metrics["n_valid"] > 900 and metrics["parse_failures"] == 1
+    r_att = []
+    for i, ex in enumerate(examples):   # stated: the last 2, 3 or 4 features; expert top 5: the last 5
+        k = len(ex.gold["features"][-2 - i % 3:])
+        r_att.append(0.0 if stated[i] is None else k / 5)
+        assert rows[i]["r_att"] == pytest.approx(r_att[-1]) and rows[i]["patient_id"] == ex.gold["patient_id"]
+        assert rows[i]["correct"] == (stated[i] is not None and (stated[i] > 0.5) == bool(ex.gold["label"]))
+    assert metrics["mean_r_att"] == pytest.approx(sum(r_att) / 6)
+    assert metrics["mean_r_att_parsed"] == pytest.approx(sum(r_att) / 5)
+    assert metrics["accuracy"] == sum(r["correct"] for r in rows) / 6 and metrics["cell"]["stage"] == "eagrl"
+    assert metrics["unparseable_probability"] == 0.5 and metrics["provenance"]["packages"]
+
+
+@pytest.mark.parametrize("style", ["decompose", "think", "vanilla"])
+def test_prompting_baselines_on_a_tiny_model(tiny_model, tmp_path, style):
+    examples, test = ehr_split(tmp_path, "test", n=4)
+    experts = fake_experts(tmp_path, examples)
+    rows, metrics = _evaluate(tiny_model, tmp_path, test, experts, style)
+    assert len(rows) == 4 and metrics["style"] == style and metrics["tokens_per_s"] > 0
+    assert metrics["format_rate"] == 0.0 and all(r["probability"] == 0.5 for r in rows) and metrics["auroc"] == 0.5
+    assert (metrics["mean_r_att"] is None) == (style != "decompose")
+    assert metrics["system_prompt"] == fmt.messages_for(style, "r", "q", [])[0]["content"]

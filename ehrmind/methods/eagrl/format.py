@@ -206,6 +206,15 @@ def messages_for(style: str, record: str, question: str, feature_names: Sequence
     return [{"role": "system", "content": system}, messages[1]]
 
 
+def encode(tokenizer, example, max_prompt_tokens: int | None, style: str = "decompose") -> tuple[list[int], int]:
+    """A structured-EHR example's prompt in `style` as token ids (chat template, generation prompt),
+    the record shortened inside itself to fit max_prompt_tokens; and the record characters cut."""
+    from ehrmind.generation import chat
+    features = example.gold["features"]
+    return chat.fit(tokenizer, lambda f: messages_for(style, f["record"], f["question"], features),
+                    example.fields, ("record",), max_prompt_tokens, where=example.id)
+
+
 def parse_for(style: str, text: str, feature_names: Sequence[str] = ()) -> Parsed:
     """Parse a completion written in a prompt style's layout; never raises."""
     if style == "decompose":

@@ -79,14 +79,6 @@ def settings_for(name: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def encode(tokenizer, ex: Example, max_prompt_length: int | None, style: str = "decompose") -> list[int]:
-    """The prompt's token ids (chat template, generation prompt), the record shortened inside itself."""
-    from ehrmind.generation import chat
-    features = ex.gold["features"]
-    return chat.fit(tokenizer, lambda f: fmt.messages_for(style, f["record"], f["question"], features),
-                    ex.fields, ("record",), max_prompt_length, where=ex.id)[0]
-
-
 def check_experts(examples: Sequence[Example], experts: Mapping[str, Sequence[str]], where: str) -> None:
     missing = [str(ex.gold["patient_id"]) for ex in examples if str(ex.gold["patient_id"]) not in experts]
     if missing:
@@ -136,7 +128,7 @@ def method(name: str, experts: Mapping[str, Sequence[str]], reward: Mapping[str,
                 "r_att_last_step": steps[-1]["rewards/r_att/mean"] if steps else None}
 
     return GRPOMethod(
-        name, lambda tok, ex: encode(tok, ex, max_prompt_length),
+        name, lambda tok, ex: fmt.encode(tok, ex, max_prompt_length)[0],
         lambda ex: {"patient_id": str(ex.gold["patient_id"]), "gold": json.dumps(ex.gold)},
         [main, *logged_rewards(cfg, experts)], overrides=overrides, config=config,
         trainer_class=EntropyClipGRPOTrainer if adaptive else None,
