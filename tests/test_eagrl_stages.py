@@ -97,6 +97,7 @@ def test_mcts_verb_on_a_tiny_model(tiny_model, tmp_path):
     # a random model writes no step: the first call's candidates are all dead ends, nothing more is sampled
     assert meta["sampler_calls"] == 1 and meta["completions"] == 4 and meta["completions_per_patient"] == 2
     assert meta["format_rate"] == 0.0 and meta["kept"] == 0 and read_jsonl(out / "trajectories.jsonl") == []
+    assert len(meta["unparseable_examples"]) == 3 and all(len(t) <= 300 for t in meta["unparseable_examples"])
     assert meta["generated_tokens"] > 0 and meta["settings"]["step"]["max_new_tokens"] == 8
     assert meta["settings"]["step"]["stop"] == list(MCTSConfig.step.stop) and meta["reward_config"]["lam"] == 0.6
     assert meta["provenance"]["packages"] and meta["seed"] == 1
@@ -349,7 +350,7 @@ def test_prompting_baselines_on_a_tiny_model(tiny_model, tmp_path, style):
     examples, test = ehr_split(tmp_path, "test", n=4)
     experts = fake_experts(tmp_path, examples)
     rows, metrics = _evaluate(tiny_model, tmp_path, test, experts, style)
-    assert len(rows) == 4 and metrics["style"] == style and metrics["tokens_per_s"] > 0
+    assert len(rows) == 4 and metrics["style"] == style and metrics["processed_tokens_per_s"] > metrics["tokens_per_s"] > 0
     assert metrics["format_rate"] == 0.0 and all(r["probability"] == 0.5 for r in rows) and metrics["auroc"] == 0.5
     assert (metrics["mean_r_att"] is None) == (style != "decompose")
     assert metrics["system_prompt"] == fmt.messages_for(style, "r", "q", [])[0]["content"]

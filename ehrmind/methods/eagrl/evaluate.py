@@ -9,7 +9,8 @@ gold_label, completion, probability (the score ranked), stated_probability, p_so
 features, matched features, r_att against the patient's expert top-k, correct, parse_error,
 generated_tokens) and metrics.json: AUROC and AUPRC with their bootstrap mean ± sd over patients
 (`stats.auc_bootstrap`), accuracy with its Wilson interval, parse failures and format rate, mean
-R_att, generation cost (tokens, tokens/s) and provenance.
+R_att, generation cost (generated tokens per second of generation, and prompt + generated tokens
+per second: on a CPU the prefill of long EHR prompts takes most of the time) and provenance.
 
 An unparseable answer gets probability 0.5 (p_source "unparseable"): the uninformative score,
 which ranks the patient between the model's stated positives and negatives. Dropping those
@@ -76,12 +77,13 @@ def _evaluate_one(backend, job: EvalJob, experts: Mapping[str, Sequence[str]], c
     gen_seconds = time.perf_counter() - gen_started
     predictions = [_prediction(ex, gen, experts, cfg, style) for ex, (gen,) in zip(job.examples, outputs)]
     metrics = summarize(predictions, style, seed)
-    tokens = metrics["generated_tokens"]
+    tokens, prompt_tokens = metrics["generated_tokens"], sum(len(ids) for ids, _ in encoded)
     metrics.update(cell=job.cell, style=style, generation=gen_cfg, reward_config=dataclasses.asdict(cfg), seed=seed,
                    unparseable_probability=UNPARSEABLE_PROBABILITY, backend=backend.name, dtype=_dtype(backend),
                    system_prompt=fmt.messages_for(style, "", "", [])[0]["content"], prompts_cut=cut,
-                   prompt_tokens=sum(len(ids) for ids, _ in encoded), generation_seconds=round(gen_seconds, 2),
+                   prompt_tokens=prompt_tokens, generation_seconds=round(gen_seconds, 2),
                    tokens_per_s=round(tokens / max(gen_seconds, 1e-9), 1),
+                   processed_tokens_per_s=round((tokens + prompt_tokens) / max(gen_seconds, 1e-9), 1),
                    wall_time_s=round(time.perf_counter() - started, 2), provenance=provenance.collect())
     job.out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(job.out_dir / "predictions.jsonl", predictions)

@@ -9,13 +9,29 @@ lockstep), the expert's ranking from ranked_features.jsonl for R_att. Writes, ea
   mcts.json           what the search cost and found: patients (per class), generate calls,
                       completions and generated tokens (in all and per patient), distinct complete
                       candidates and how many parsed (the format rate), kept rows (per class),
-                      parse-failure reasons, wall time, settings, reward config, seed, provenance
+                      parse-failure reasons and a few unparseable candidates quoted, wall time,
+                      settings, reward config, seed, provenance
 
-Settings: MCTSConfig's keys (mcts.py; none is published, each default says why) and
-  patients_per_class  patients drawn per label, seeded (null: as many as the smaller class has)
-  batch_size          sequences decoded at once (generation backend)
-  backend             auto | hf | vllm
-  precision           not a setting: the verb's --precision
+Settings: MCTSConfig's keys (mcts.py). The paper publishes none of them; the defaults are
+choices, not tuned, and cost scales with them (at most 2 generate calls per iteration, at most
+iterations x branching x (1 + rollouts) completions per patient: 48 by default):
+  iterations 8        simulations per patient: enough for UCT to revisit the better first steps
+                      of a 3-wide root a few times, at a bounded cost
+  max_depth 3         subquestion/answer steps before the final block is forced: short
+                      trajectories that fit the SFT max_length with a full record
+  branching 3         candidates per expansion: the smallest breadth with a choice beyond a pair
+  rollouts 1          rollouts per new child (one-step rollouts to a final answer, as in the paper)
+  c_uct 1.0           rewards span about [-2.8, 0.6]: exploration of the same order
+  keep 2              trajectories per patient: more patients rather than near-copies of one tree
+  min_confidence 0.1, min_att 0.2, correct_only true   the kept-trajectory filters (mcts.py)
+  step / rollout      {max_new_tokens 256, temperature 0.7, top_p 0.95, stop ...}: a step or a
+                      final block is far shorter than 256 tokens, which caps runaway text;
+                      0.7 gives some diversity among a node's candidates (EHRMind rolls out at 0.6)
+and the run's own:
+  patients_per_class  patients drawn per label, seeded (null: as many as the smaller class has;
+                      the paper builds trajectories for class-balanced patients)
+  batch_size 32       sequences decoded at once (generation backend)
+  backend auto        auto | hf | vllm (the precision is the verb's --precision)
 """
 from __future__ import annotations
 
@@ -37,6 +53,7 @@ from ehrmind.tasks.base import DataError
 
 log = logging.getLogger(__name__)
 
+EXAMPLES = 3   # unparseable candidates quoted in mcts.json (their first 300 characters)
 RUN_DEFAULTS: dict[str, Any] = {"patients_per_class": None, "batch_size": 32, "backend": "auto"}
 
 
@@ -99,10 +116,12 @@ def run(model: str, examples: list[Example], experts_path: str | Path, settings:
 def report(trees: list[mcts.Tree], calls: int, cfg: MCTSConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """mcts.stats plus counts per class, the candidates' format rate and parse-failure reasons."""
     base = mcts.stats(trees, calls, cfg)
-    tally = Tally()
+    tally, unparseable = Tally(), []
     for tree in trees:
-        for scored, _ in tree.candidates.values():
+        for text, (scored, _) in tree.candidates.items():
             tally.add(scored)
+            if not scored.parsed.ok and len(unparseable) < EXAMPLES:
+                unparseable.append(text[:300])
     n = max(len(trees), 1)
     per_class = Counter(str(t.patient.label) for t in trees)
     kept_class = Counter(str(r["label"]) for r in rows)
@@ -110,6 +129,6 @@ def report(trees: list[mcts.Tree], calls: int, cfg: MCTSConfig, rows: list[dict[
             "completions_per_patient": round(base["completions"] / n, 2),
             "candidates": tally.scored, "parseable_candidates": tally.scored - tally.unparseable,
             "format_rate": (tally.scored - tally.unparseable) / tally.scored if tally.scored else None,
-            "parse_failure_reasons": dict(tally.reasons.most_common()),
+            "parse_failure_reasons": dict(tally.reasons.most_common()), "unparseable_examples": unparseable,
             "kept": len(rows), "kept_per_class": dict(sorted(kept_class.items())),
             "patients_with_kept": sum(1 for t in trees if base["per_patient"][t.patient.id]["kept"])}
