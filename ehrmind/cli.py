@@ -300,8 +300,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--experts", help="EAG-RL methods: ranked_features.jsonl written by `ehrmind expert`")
     sp.add_argument("--method-settings", type=_json, default={},
                     help="EAG-RL methods, JSON: adaptive_clip, eps_min_high, eps_max_high, eps_no_features (eagrl), "
-                         "loss_type, epsilon, epsilon_high, beta, mask_truncated_completions, updates_per_generation (over the method's "
-                         "defaults; ehrmind/methods/eagrl/grpo.py)")
+                         "loss_type, epsilon, epsilon_high, beta, mask_truncated_completions, updates_per_generation "
+                         "(over the method's defaults; ehrmind/methods/eagrl/grpo.py)")
     sp.add_argument("--stage", help="label for logs (rlvr or sft_rlvr; EAG-RL methods: default the method)")
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
