@@ -75,6 +75,16 @@ def cmd_merge_train(a) -> None:
 def cmd_sft(a) -> None:
     from ehrmind import training
     from ehrmind.tasks.base import balanced_subsample
+    if (a.train is None) == (a.trajectories is None) or (a.train is not None and a.task is None):
+        raise SystemExit("error: sft: give either --task and --train (the EHRMind warm-up) or --trajectories "
+                         "(EAG-RL stage 1: the rows `ehrmind mcts` kept)")
+    if a.trajectories is not None:
+        from ehrmind.io import read_jsonl
+        summary = training.sft_trajectories(a.model, read_jsonl(a.trajectories), a.settings, a.seed, Path(a.out),
+                                            Path(a.log_dir), a.trust_remote_code, a.precision, where=a.trajectories,
+                                            stage=a.stage or "eag_sft")
+        log.info("sft done: %s", summary)
+        return
     train = balanced_subsample(_examples(a.train), a.settings.get("examples_per_category"), a.seed)
     summary = training.sft(_training_task(a.task), a.model, train, a.settings, a.seed,
                            Path(a.out), Path(a.log_dir), a.trust_remote_code, a.precision)
@@ -83,20 +93,55 @@ def cmd_sft(a) -> None:
 
 def cmd_grpo(a) -> None:
     from ehrmind import training
-    summary = training.grpo(_training_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
-                            a.seed, Path(a.out), Path(a.log_dir), a.stage, a.trust_remote_code, a.precision)
+    if a.method == "ehrmind":
+        if a.reward is None or a.experts or a.method_settings:
+            raise SystemExit("error: grpo --method ehrmind: give --reward (the reward block); --experts and "
+                             "--method-settings are EAG-RL's")
+        summary = training.grpo(_training_task(a.task), a.model, _examples(a.train), a.settings, a.reward,
+                                a.seed, Path(a.out), Path(a.log_dir), a.stage or "rlvr", a.trust_remote_code,
+                                a.precision)
+        log.info("grpo done: %s", summary)
+        return
+    from ehrmind.methods.eagrl import grpo as eag
+    from ehrmind.methods.eagrl.reward import read_experts
+    if not a.experts:
+        raise SystemExit(f"error: grpo --method {a.method}: give --experts (ranked_features.jsonl)")
+    train, experts = _examples(a.train), read_experts(a.experts)
+    eag.check_experts(train, experts, a.experts)
+    try:
+        method = eag.method(a.method, experts, a.reward, a.method_settings, a.settings["max_prompt_length"])
+    except ValueError as exc:
+        raise SystemExit(f"error: grpo: {exc}") from None
+    summary = training.run_grpo(method, a.model, train, a.settings, a.seed, Path(a.out), Path(a.log_dir),
+                                a.stage or a.method, a.trust_remote_code, a.precision)
     log.info("grpo done: %s", summary)
 
 
 def cmd_evaluate(a) -> None:
     from ehrmind.evaluate import EvalJob, evaluate
-    from ehrmind.tasks import get_task
+    from ehrmind.tasks import DataError, get_task
     if not len(a.task) == len(a.test) == len(a.settings) == len(a.out):
         raise SystemExit("error: give --task, --test, --settings and --out once per evaluation, in the same order")
     cell = dict(kv.split("=", 1) for kv in a.cell)
     jobs = [EvalJob(get_task(t), _examples(test), settings, Path(out), {**cell, "task": t})
             for t, test, settings, out in zip(a.task, a.test, a.settings, a.out)]
-    evaluate(a.model, jobs, a.reward, a.seed, a.trust_remote_code, a.precision)
+    if a.method == "ehrmind":
+        if a.reward is None or a.experts or a.style:
+            raise SystemExit("error: evaluate --method ehrmind: give --reward (the reward block); --experts and "
+                             "--style are EAG-RL's")
+        evaluate(a.model, jobs, a.reward, a.seed, a.trust_remote_code, a.precision)
+        return
+    from ehrmind.methods.eagrl import evaluate as eag
+    from ehrmind.methods.eagrl.reward import read_experts
+    if len(a.experts or []) != len(jobs):
+        raise SystemExit("error: evaluate --method eagrl: give --experts (ranked_features.jsonl) once per --task")
+    try:
+        eag.evaluate(a.model, jobs, [read_experts(path) for path in a.experts], a.reward, a.style or "decompose",
+                     a.seed, a.trust_remote_code, a.precision)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise SystemExit(f"error: evaluate: {exc}") from None
 
 
 def cmd_passk(a) -> None:
@@ -154,6 +199,18 @@ def cmd_compare_reference(a) -> None:
     from ehrmind import reproduce
     result = reproduce.compare(Path(a.reference), Path(a.run), Path(a.out) if a.out else None)
     print(reproduce.report(result))
+
+
+def cmd_mcts(a) -> None:
+    from ehrmind.methods.eagrl import stage1
+    from ehrmind.tasks import DataError
+    try:
+        stage1.run(a.model, _examples(a.train), a.experts, a.settings, a.reward, a.seed, Path(a.out),
+                   a.trust_remote_code, a.precision)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise SystemExit(f"error: mcts: {exc}") from None
 
 
 def cmd_bench(a) -> None:
@@ -226,21 +283,35 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--cache", help="folder for materialized local models (default .cache/ehrmind)")
     sp.add_argument("--out", required=True, help="reference JSON to write")
 
-    sp = verb("sft", cmd_sft, "SFT warm-up with TRL SFTTrainer (full or LoRA)")
-    common(sp)
+    sp = verb("sft", cmd_sft, "SFT with TRL SFTTrainer (full or LoRA): EHRMind's warm-up on a task's training "
+              "split (--task, --train), or EAG-RL stage 1 on MCTS trajectories (--trajectories)")
+    common(sp, task=False)
+    sp.add_argument("--task", help="task name: medcalc, trec_ct, ehrshot or multi (with --train)")
     sp.add_argument("--model", required=True, help="checkpoint dir or model reference JSON")
-    sp.add_argument("--train", required=True, help="training split JSONL")
+    sp.add_argument("--train", help="training split JSONL")
+    sp.add_argument("--trajectories", help="trajectories.jsonl written by `ehrmind mcts` (instead of --task/--train)")
+    sp.add_argument("--stage", help="label for the summary with --trajectories (default eag_sft)")
     sp.add_argument("--settings", type=_json, required=True, help="the config's sft block as JSON")
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
 
-    sp = verb("grpo", cmd_grpo, "RLVR with TRL GRPOTrainer and the task's rule-checked reward")
+    sp = verb("grpo", cmd_grpo, "RL with TRL's GRPOTrainer: EHRMind's RLVR with the task's rule-checked reward "
+              "(--method ehrmind), or EAG-RL stage 2 and its baselines with the EAG reward (--method eagrl, "
+              "grpo_baseline, dapo; ehrmind/methods/eagrl/grpo.py)")
     common(sp)
+    sp.add_argument("--method", choices=("ehrmind", "eagrl", "grpo_baseline", "dapo"), default="ehrmind")
     sp.add_argument("--model", required=True)
     sp.add_argument("--train", required=True)
     sp.add_argument("--settings", type=_json, required=True, help="the config's grpo block as JSON")
-    sp.add_argument("--reward", type=_json, required=True, help="the config's reward block as JSON")
-    sp.add_argument("--stage", default="rlvr", help="label for logs (rlvr or sft_rlvr)")
+    sp.add_argument("--reward", type=_json, help="ehrmind: the config's reward block as JSON (required); EAG-RL "
+                    "methods: the EAG reward JSON (preset, lam, beta, w_loglik, w_sep, w_att, clip_eps, top_k, "
+                    "unparseable, unmatched_count; default: the paper preset)")
+    sp.add_argument("--experts", help="EAG-RL methods: ranked_features.jsonl written by `ehrmind expert`")
+    sp.add_argument("--method-settings", type=_json, default={},
+                    help="EAG-RL methods, JSON: adaptive_clip, eps_min_high, eps_max_high, eps_no_features (eagrl), "
+                         "loss_type, epsilon, epsilon_high, beta, mask_truncated_completions, updates_per_generation "
+                         "(over the method's defaults; ehrmind/methods/eagrl/grpo.py)")
+    sp.add_argument("--stage", help="label for logs (rlvr or sft_rlvr; EAG-RL methods: default the method)")
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
 
@@ -252,7 +323,15 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--test", action="append", required=True, help="test split JSONL (repeatable)")
     sp.add_argument("--settings", action="append", type=_json, required=True,
                     help="the generation block as JSON, with the task's overrides (repeatable)")
-    sp.add_argument("--reward", type=_json, required=True)
+    sp.add_argument("--reward", type=_json, help="ehrmind: the reward block as JSON (required); eagrl: the EAG "
+                    "reward JSON, for R_att's top_k (default: the paper preset)")
+    sp.add_argument("--method", choices=("ehrmind", "eagrl"), default="ehrmind",
+                    help="eagrl: EAG-RL's evaluation of structured-EHR tasks (AUROC, AUPRC, R_att; "
+                         "ehrmind/methods/eagrl/evaluate.py)")
+    sp.add_argument("--style", choices=("decompose", "think", "vanilla"),
+                    help="eagrl: prompt style (default decompose, EAG-RL's format; think and vanilla are the "
+                         "prompting baselines)")
+    sp.add_argument("--experts", action="append", help="eagrl: ranked_features.jsonl (repeatable, one per --task)")
     sp.add_argument("--cell", nargs="*", default=[], metavar="KEY=VALUE",
                     help="labels stored in metrics.json (the task label is added per evaluation)")
     sp.add_argument("--out", action="append", required=True,
@@ -314,6 +393,23 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--reference", default="results/reference/embedded", help="the reference run's results folder")
     sp.add_argument("--run", default="results/embedded", help="this run's results folder")
     sp.add_argument("--out", help="also write the comparison as JSON here")
+
+
+    sp = verb("mcts", cmd_mcts, "EAG-RL stage 1: expert-guided MCTS over reasoning steps on a structured-EHR "
+              "task's training split; writes trajectories.jsonl (the kept trajectories, the rows `sft "
+              "--trajectories` trains on) and mcts.json (cost and yield)")
+    common(sp, task=False)
+    sp.add_argument("--model", required=True, help="the model that samples (reference JSON or checkpoint)")
+    sp.add_argument("--train", required=True, help="training split JSONL (prepare-data)")
+    sp.add_argument("--experts", required=True, help="ranked_features.jsonl written by `ehrmind expert`")
+    sp.add_argument("--settings", type=_json, default={},
+                    help="JSON: iterations, max_depth, branching, rollouts, c_uct, keep, min_confidence, min_att, "
+                         "correct_only, step and rollout ({max_new_tokens, temperature, top_p, stop}), "
+                         "patients_per_class, batch_size, backend (defaults: ehrmind/methods/eagrl/mcts.py, stage1.py)")
+    sp.add_argument("--reward", type=_json, default={},
+                    help="EAG-RL reward JSON: preset (paper|code), lam, beta, w_loglik, w_sep, w_att, clip_eps, top_k, "
+                         "unparseable, unmatched_count (defaults: ehrmind/methods/eagrl/reward.py)")
+    sp.add_argument("--out", required=True, help="folder for trajectories.jsonl and mcts.json")
 
     sp = verb("bench", cmd_bench, "measure this machine's ceiling (matmul GFLOP/s, memory GB/s) and the suite's "
               "workloads against it: greedy evaluation, pass@k sampling, an SFT step, a GRPO step")

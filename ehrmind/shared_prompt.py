@@ -9,13 +9,16 @@ through the one prompt forward), and only the completion positions go through th
 The result equals TRL's own (tested to float tolerance); on the CPU it makes a step several
 times cheaper (`ehrmind bench`).
 
-`SharedPromptMixin` goes before TRL's GRPOTrainer (or a subclass of it) in the bases. It is
-used where the model is a plain transformers causal LM on one device; anything else (PEFT,
+`SharedPromptGRPOTrainer` is TRL's GRPOTrainer with this pass; a subclass of GRPOTrainer that
+wraps the pass (EAG-RL's adaptive clip) combines with it as `class X(Subclass,
+SharedPromptGRPOTrainer)`, whose method order runs the subclass's wrapper around this one. It
+is used where the model is a plain transformers causal LM on one device; anything else (PEFT,
 FSDP, multimodal inputs, MoE aux losses) falls back to TRL's own path.
 """
 from __future__ import annotations
 
 import torch
+from trl import GRPOTrainer
 
 
 def prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[tuple[int, int]]:
@@ -57,8 +60,8 @@ def shared_prompt_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
     return torch.cat(logps), torch.cat(entropies) if compute_entropy else None
 
 
-class SharedPromptMixin:
-    """Replaces GRPOTrainer's per-token log-probability pass with the shared-prompt one."""
+class SharedPromptGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose per-token log-probability pass forwards each group's prompt once."""
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            compute_entropy=False, compute_aux_loss=False, **extra):

@@ -122,3 +122,30 @@ def test_well_formed_outputs_round_trip(steps, final, features, p):
     assert parsed.steps == tuple(steps) and parsed.final_subquestion == final
     assert parsed.probability == float(written)
     assert list(parsed.matched) == list(dict.fromkeys(features)) and parsed.unmatched == ()
+
+
+@pytest.mark.parametrize("style,text,p", [
+    ("vanilla", "<Final answer>0.7</Final answer>", 0.7),
+    ("vanilla", "\n <final ANSWER>35%</final ANSWER>\n", 0.35),
+    ("think", "<Think>LDH is high.</Think>\n<Final answer>.9</Final answer>", 0.9),
+    ("vanilla", "The answer is <Final answer>0.7</Final answer>", None),
+    ("vanilla", "<Final answer>0.7</Final answer><Final answer>0.2</Final answer>", None),
+    ("think", "<Final answer>0.7</Final answer>", None),
+    ("think", "<Think>a</Think><Think>b</Think><Final answer>0.7</Final answer>", None),
+    ("think", "<Think>a</Think><Final answer>high</Final answer>", None),
+    ("vanilla", GOOD, None),
+])
+def test_prompting_baseline_layouts(style, text, p):
+    parsed = fmt.parse_for(style, text, FEATURES)
+    assert parsed.probability == p and parsed.ok == (p is not None) and parsed.features == ()
+
+
+def test_prompt_styles_differ_only_in_the_instruction():
+    base = fmt.messages_for("decompose", "LDH 612", "Will the patient die?", FEATURES[:2])
+    assert base == fmt.build_messages("LDH 612", "Will the patient die?", FEATURES[:2])
+    for style in ("think", "vanilla"):
+        msgs = fmt.messages_for(style, "LDH 612", "Will the patient die?", FEATURES[:2])
+        assert msgs[1] == base[1] and msgs[0]["content"] != base[0]["content"] and "<Final answer>" in msgs[0]["content"]
+    assert fmt.parse_for("decompose", GOOD, FEATURES) == fmt.parse_completion(GOOD, FEATURES)
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        fmt.messages_for("cot", "r", "q", [])

@@ -170,7 +170,8 @@ def test_balanced_patient_selection():
 
 def test_patient_from_example_and_config_keys():
     class Ex:
-        id, fields, gold = "p9", {"record": "Day 1: LDH 612"}, {"label": 1, "features": ["LDH"]}
+        id, fields, gold = "tjh_mortality-p9", {"record": "Day 1: LDH 612"}, {"label": 1, "features": ["LDH"],
+                                                                              "patient_id": "p9"}
     assert Patient.from_example(Ex()) == Patient("p9", "Day 1: LDH 612", 1, ("LDH",))
     cfg = MCTSConfig.from_dict({"iterations": 3, "rollout": {"max_new_tokens": 64, "stop": ["</Final answer>"]}})
     assert cfg.iterations == 3 and cfg.rollout == SamplingSpec(64, 0.7, 0.95, ("</Final answer>",))

@@ -75,3 +75,41 @@ def test_backend_choice():
     assert choose("hf") == "hf" and choose("auto") in ("hf", "vllm")
     with pytest.raises(ValueError, match="backend must be one of"):
         choose("tensorrt")
+
+
+def _stop_string(texts: list[str]) -> tuple[int, str]:
+    """A row and a 3-character piece of its text, past its first few characters, that no other
+    row's text holds."""
+    for row, text in enumerate(texts):
+        for start in range(4, len(text) - 3):
+            piece = text[start:start + 3]
+            if piece.strip() and all(piece not in t for i, t in enumerate(texts) if i != row):
+                return row, piece
+    raise AssertionError(f"no row has a piece of its own: {texts}")
+
+
+def test_a_stop_string_ends_its_row_and_stays_in_the_text(loaded):
+    net, tok = loaded
+    prompts = _prompts(tok, 4)
+    free = HFBackend(net, tok, batch_size=4).generate(prompts, SamplingSpec(max_new_tokens=24))
+    row, stop = _stop_string([g.text for (g,) in free])
+    (ref,) = free[row]
+    stopped = HFBackend(net, tok, batch_size=4).generate(prompts, SamplingSpec(max_new_tokens=24, stop=(stop, "\x00")))
+    (g,) = stopped[row]
+    assert g.text == ref.text[:ref.text.index(stop) + len(stop)] and g.finished   # cut after the stop string, kept
+    assert g.n_tokens < ref.n_tokens and g.token_ids == ref.token_ids[:g.n_tokens]
+    assert stop in tok.decode(g.token_ids) and stop not in tok.decode(g.token_ids[:-1])   # ended at once
+    assert [out for i, out in enumerate(stopped) if i != row] == [out for i, out in enumerate(free) if i != row]
+
+
+def test_stop_strings_cut_sampled_rows_too(loaded):
+    """Which rows are live changes the later draws of the others (as an end-of-sequence token
+    does), so only the stopped row is compared with the free run."""
+    net, tok = loaded
+    spec = SamplingSpec(max_new_tokens=16, n=3, temperature=1.0, seed=3)
+    free = [g for gens in HFBackend(net, tok, batch_size=6).generate(_prompts(tok, 2), spec) for g in gens]
+    row, stop = _stop_string([g.text for g in free])
+    out = HFBackend(net, tok, batch_size=6).generate(_prompts(tok, 2), SamplingSpec(**{**spec.__dict__, "stop": (stop,)}))
+    g = out[row // 3][row % 3]
+    assert g.text.endswith(stop) and g.text.count(stop) == 1 and g.finished
+    assert g.token_ids == free[row].token_ids[:g.n_tokens] and g.n_tokens < free[row].n_tokens

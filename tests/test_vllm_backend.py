@@ -20,8 +20,10 @@ EOS = 2
 
 class FakeSamplingParams:
     """Takes the keywords vLLM's SamplingParams has (a msgspec Struct: an unknown one is a
-    TypeError) and refuses what vLLM refuses: greedy with n > 1, logprobs != len(logprob_token_ids)."""
-    FIELDS = {"n", "temperature", "top_p", "max_tokens", "seed", "detokenize", "logprobs", "logprob_token_ids"}
+    TypeError) and refuses what vLLM refuses: greedy with n > 1, logprobs != len(logprob_token_ids),
+    stop strings without detokenize."""
+    FIELDS = {"n", "temperature", "top_p", "max_tokens", "seed", "detokenize", "logprobs", "logprob_token_ids",
+              "stop", "include_stop_str_in_output"}
     made: list = []
 
     def __init__(self, **kw):
@@ -33,6 +35,8 @@ class FakeSamplingParams:
         ids = kw.get("logprob_token_ids")
         if ids is not None and kw.get("logprobs") is not None and kw["logprobs"] != len(ids):
             raise ValueError("logprobs must equal len(logprob_token_ids)")
+        if kw.get("stop") and not kw.get("detokenize", True):
+            raise ValueError("stop strings are only supported when detokenize is True.")
         self.__dict__.update(kw)
         FakeSamplingParams.made.append(kw)
 
@@ -107,11 +111,20 @@ class FakeLLM:
                 else:
                     tokens = fake_tokens(ids, sp.seed + k, sp.max_tokens)
                     values = None
+                tokens, stopped = self._stop(sp, tokens)
                 comps.append(CompletionOutput(k, "<vLLM's own text, unused>", tokens, None,
                                               self._logprobs(sp, tokens, values),
-                                              "stop" if tokens[-1] == EOS else "length"))
+                                              "stop" if stopped or tokens[-1] == EOS else "length"))
             outs.append(RequestOutput(str(i), None, ids, None, comps[::-1]))   # index order is not list order
         return outs[::-1] if self.shuffle else outs
+
+    @staticmethod
+    def _stop(sp, tokens):
+        """Tokens through the one whose text completes a stop string (vLLM keeps that token)."""
+        for end in range(1, len(tokens) + 1) if getattr(sp, "stop", None) else ():
+            if any(s in Tok().decode(tokens[:end], skip_special_tokens=True) for s in sp.stop):
+                return tokens[:end], True
+        return tokens, False
 
     def _logprobs(self, sp, tokens, values):
         if sp.logprobs is None:
@@ -167,6 +180,25 @@ def test_spec_maps_to_sampling_params():
          "detokenize": False, "logprobs": None} for i in range(len(PROMPTS))]
     seeds = {p.seed + k for p in params for k in range(p.n)}
     assert len(seeds) == len(PROMPTS) * 4   # no two samples of a call share a random stream
+
+
+def test_stop_strings_go_to_the_engine_and_end_the_text():
+    spec = SamplingSpec(max_new_tokens=12, n=2, temperature=0.6, top_p=0.95, seed=4)
+    free = backend().generate(PROMPTS, spec)
+    texts = [g.text for gens in free for g in gens]
+    stop = next(f" t{i} " for i in range(3, 60) if 0 < sum(f" t{i} " in t for t in texts) < len(texts))
+    engine = FakeLLM()
+    out = backend(engine).generate(PROMPTS, dataclasses.replace(spec, stop=(stop, "never")))
+    assert all(p.stop == [stop, "never"] and p.include_stop_str_in_output and p.detokenize for p in engine.calls[0][1])
+    for gens, ref in zip(out, free):
+        for g, r in zip(gens, ref):
+            if stop in r.text:   # cut after the stop string, which stays; the token ids end with its last token
+                assert g.text == r.text[:r.text.index(stop) + len(stop)] and g.finished
+                assert g.token_ids == r.token_ids[:g.n_tokens] and g.n_tokens <= r.n_tokens
+            else:
+                assert g == r
+    with pytest.raises(ValueError, match="detokenize"):   # what vLLM says without detokenize
+        FakeSamplingParams(stop=["x"], detokenize=False)
 
 
 def test_greedy_asks_once_and_repeats_the_sample():

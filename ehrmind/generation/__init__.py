@@ -28,6 +28,7 @@ class SamplingSpec:
     seed: int = 0
     watch: tuple[int, ...] = ()    # token ids whose log-probabilities are recorded at every step
     logprobs: bool = False         # record the log-probability of each sampled token
+    stop: tuple[str, ...] = ()     # a row ends once its text contains one; the text keeps it (cut after it)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,16 @@ class Generation:
     token_ids: tuple[int, ...] = ()
     watched: tuple[tuple[float, ...], ...] = ()   # per step, log-probs of SamplingSpec.watch
     logprobs: tuple[float, ...] = ()              # per step, log-prob of the sampled token
-    finished: bool = True          # ended with an end-of-sequence token (False: cut at max_new_tokens)
+    finished: bool = True          # ended with an end-of-sequence token or a stop string (False: cut at
+                                   # max_new_tokens)
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` through the end of its earliest stop string (kept), and whether one occurred. Both
+    backends decode the generated tokens themselves and cut here, so the text ends with the stop
+    string even where the token that completed it carried more characters."""
+    ends = [i + len(s) for s in stop if (i := text.find(s)) >= 0]
+    return (text[:min(ends)], True) if ends else (text, False)
 
 
 class Backend(Protocol):

@@ -7,6 +7,11 @@ only the last position's logits), its cache repeated n times, and rows that have
 dropped from the cache and the batch at once. Prompts are sorted by length so batches carry
 little padding. Greedy decoding gives the same tokens as `model.generate` (tested).
 
+Stop strings (`SamplingSpec.stop`): after each step, the live rows' last few tokens are decoded
+(as many as the longest stop string has UTF-8 bytes, plus two: every token adds at least one
+byte) and a row whose tail holds a stop string ends there like one that wrote end-of-sequence.
+Its text is cut after the stop string (`cut_at_stop`), which it keeps.
+
 Sampling: temperature, then nucleus (top-p) on the sorted probabilities, drawn from a
 torch.Generator seeded per batch (`seed`, batch index), so a run is repeatable whatever the
 thread count or the order other jobs run in.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ehrmind.generation import Generation, SamplingSpec, Stats
+from ehrmind.generation import Generation, SamplingSpec, Stats, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ class HFBackend:
         watched = [[] for _ in range(rows)] if watch is not None else None
         logprobs = [[] for _ in range(rows)] if spec.logprobs else None
         finished = [False] * rows
+        window = max(len(s.encode()) for s in spec.stop) + 2 if spec.stop else 0
         alive = torch.arange(rows, device=device)   # original row of each live sequence
         with torch.inference_mode():
             out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
@@ -97,6 +103,10 @@ class HFBackend:
                     if logprobs is not None:
                         logprobs[row].append(picked[j])
                 done = torch.isin(nxt, eos)
+                if window:
+                    for j, row in enumerate(alive.tolist()):
+                        if not done[j] and self._stopped(tokens[row][-window:], spec.stop):
+                            done[j] = True
                 for j in done.nonzero()[:, 0].tolist():
                     finished[alive[j]] = True
                 if step == spec.max_new_tokens - 1:
@@ -112,11 +122,15 @@ class HFBackend:
                             past_key_values=cache, use_cache=True)
                 cache, logits, positions = out.past_key_values, out.logits[:, -1, :], positions + 1
         decode = self.tokenizer.decode
-        gens = [Generation(decode(t, skip_special_tokens=True), len(t), tuple(t),
+        gens = [Generation(cut_at_stop(decode(t, skip_special_tokens=True), spec.stop)[0], len(t), tuple(t),
                            tuple(watched[r]) if watched is not None else (),
                            tuple(logprobs[r]) if logprobs is not None else (), finished[r])
                 for r, t in enumerate(tokens)]
         return [gens[p * n:(p + 1) * n] for p in range(len(prompts))]
+
+    def _stopped(self, tail: list[int], stop: tuple[str, ...]) -> bool:
+        text = self.tokenizer.decode(tail, skip_special_tokens=True)
+        return any(s in text for s in stop)
 
     @staticmethod
     def _pick(logp, spec: SamplingSpec, generator):

@@ -26,7 +26,10 @@ it. The engine is built with logprobs_mode "processed_logprobs" (vLLM's default 
     a watched id outside the top k has no value at that step. Only where the installed vLLM
     lacks logprob_token_ids (TypeError) does the backend fall back to the top max_logprobs
     and record a missing watched id as -inf; `watch_mode` says which path ran.
-`finished`: finish_reason == "stop" (an end-of-sequence or stop token; "length" is a cut).
+  spec.stop: stop = the strings, include_stop_str_in_output = True, and detokenize = True (vLLM
+    refuses stop strings without it). The text is still our own decoding of the token ids, cut
+    after the first stop string (`cut_at_stop`), as the HF backend does.
+`finished`: finish_reason == "stop" (an end-of-sequence token or a stop string; "length" is a cut).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import math
 import time
 from typing import Any, Callable
 
-from ehrmind.generation import Generation, SamplingSpec, Stats
+from ehrmind.generation import Generation, SamplingSpec, Stats, cut_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class VLLMBackend:
         greedy = spec.temperature <= 0
         kw = dict(n=n, temperature=0.0 if greedy else spec.temperature, top_p=1.0 if greedy else spec.top_p,
                   max_tokens=spec.max_new_tokens, seed=seed, detokenize=False)
+        if spec.stop:
+            kw.update(stop=list(spec.stop), include_stop_str_in_output=True, detokenize=True)
         watch = list(dict.fromkeys(spec.watch))
         if not watch:
             return self._sampling_params(**kw, logprobs=0 if spec.logprobs else None)
@@ -149,7 +154,7 @@ class VLLMBackend:
         missing = -math.inf if self.watch_mode == "top_k" else None
         watched = tuple(tuple(_logprob(s, t, where, missing) for t in spec.watch) for s in steps) if spec.watch else ()
         logprobs = tuple(_logprob(s, t, where, None) for s, t in zip(steps, ids)) if spec.logprobs else ()
-        text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        text = cut_at_stop(self.tokenizer.decode(list(ids), skip_special_tokens=True), spec.stop)[0]
         return Generation(text, len(ids), ids, watched, logprobs, c.finish_reason == "stop")
 
 

@@ -8,9 +8,10 @@ fixed (0.2). Uncertain trajectories may move further; over-confident ones are he
 This suite's choices:
 - The entropy is the policy's own, from the forward pass TRL makes for the loss (TRL computes it
   there anyway), detached: the bound is a constant of the objective, not something to optimize.
-- "The batch" is the micro-batch the loss sees on one process (with the suite's GRPO settings,
-  one step = one micro-batch = the whole generation batch on one device). Across GPUs it is
-  per process: the statistics are not gathered.
+- "The batch" is the micro-batch the loss sees on one process (with the suite's EAG-RL settings,
+  one optimizer step's mini-batch: half of a generation round's rollouts, since
+  updates_per_generation is 2; see grpo.py). Across GPUs it is per process: the statistics are
+  not gathered.
 - Feature tokens: the completion's tokens whose decoded characters overlap the stripped body of
   its first <Important Features>…</Important Features> block (case-insensitive tags, as the
   parser). Offsets come from decoding token prefixes, found by bisection, so the token ids TRL

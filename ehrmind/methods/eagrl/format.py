@@ -20,6 +20,18 @@ be matched to them), and every parsing rule below:
 - probability: `0.73`, `.73`, `73%`, a trailing period (`0.73.`); NaN, inf, > 1 (or > 100 %) and
   anything else is a parse failure (73 is not read as 73 %).
 Model text is only matched with regular expressions: it is never evaluated.
+
+Prompt styles (`STYLES`; evaluation's prompting baselines, `messages_for` / `parse_for`). The
+paper compares EAG-RL with prompting baselines of three kinds: answering directly, reasoning
+first, and the subquestion decomposition untrained. Their prompt texts were not available to us;
+the wording and answer layouts below are this suite's. All three share the user message above
+(record, feature list, question), so only the instruction differs:
+  decompose  the EAG-RL prompt and format above (for a trained EAG-RL model, the same prompt);
+  think      <Think>reasoning</Think> then <Final answer>p</Final answer>;
+  vanilla    <Final answer>p</Final answer> alone.
+think and vanilla state no features (Parsed.features is empty). Their parsing is as strict as the
+EAG-RL format's: each tag once, in order, nothing but whitespace outside the tags, the same
+probability rule.
 """
 from __future__ import annotations
 
@@ -167,3 +179,51 @@ def parse_completion(text: str, feature_names: Sequence[str] = ()) -> Parsed:
     matched, unmatched = match_features(stated, feature_names)
     probability, error = parse_probability(bodies[-1])
     return Parsed(steps, bodies[-3].strip(), tuple(stated), tuple(matched), tuple(unmatched), probability, error)
+
+
+THINK, STYLES = "Think", ("decompose", "think", "vanilla")
+_INTRO = "You are a clinical expert who predicts patient outcomes from electronic health records. "
+THINK_SYSTEM_PROMPT = (
+    _INTRO + "First think step by step about the record, then give the probability that the answer to the "
+    "question is yes. Write exactly:\n<Think>your reasoning</Think>\n"
+    "<Final answer>the probability, a number between 0 and 1</Final answer>")
+VANILLA_SYSTEM_PROMPT = (
+    _INTRO + "Give the probability that the answer to the question is yes, a number between 0 and 1, "
+    "and nothing else. Write exactly:\n<Final answer>the probability</Final answer>")
+_THINK = re.compile(r"\s*<think>(.*?)</think>\s*<final\s+answer>(.*?)</final\s+answer>\s*", re.I | re.S)
+_VANILLA = re.compile(r"\s*<final\s+answer>(.*?)</final\s+answer>\s*", re.I | re.S)
+_ANY_TAG = re.compile(r"</?(?:think|final\s+answer)>", re.I)
+
+
+def messages_for(style: str, record: str, question: str, feature_names: Sequence[str]) -> list[dict[str, str]]:
+    """System + user message of a prompt style (STYLES)."""
+    messages = build_messages(record, question, feature_names)
+    if style == "decompose":
+        return messages
+    if style not in STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; known: {', '.join(STYLES)}")
+    system = THINK_SYSTEM_PROMPT if style == "think" else VANILLA_SYSTEM_PROMPT
+    return [{"role": "system", "content": system}, messages[1]]
+
+
+def encode(tokenizer, example, max_prompt_tokens: int | None, style: str = "decompose") -> tuple[list[int], int]:
+    """A structured-EHR example's prompt in `style` as token ids (chat template, generation prompt),
+    the record shortened inside itself to fit max_prompt_tokens; and the record characters cut."""
+    from ehrmind.generation import chat
+    features = example.gold["features"]
+    return chat.fit(tokenizer, lambda f: messages_for(style, f["record"], f["question"], features),
+                    example.fields, ("record",), max_prompt_tokens, where=example.id)
+
+
+def parse_for(style: str, text: str, feature_names: Sequence[str] = ()) -> Parsed:
+    """Parse a completion written in a prompt style's layout; never raises."""
+    if style == "decompose":
+        return parse_completion(text, feature_names)
+    pattern, tags = (_THINK, 4) if style == "think" else (_VANILLA, 2)
+    m = pattern.fullmatch(text)
+    if m is None or len(_ANY_TAG.findall(text)) != tags:
+        shown = " ".join(_ANY_TAG.findall(text)[:6]) or "no tags"
+        layout = "<Think> <Final answer>" if style == "think" else "<Final answer> alone"
+        return Parsed(error=f"expected {layout}, found: {shown}"[:300])
+    probability, error = parse_probability(m.group(m.lastindex))
+    return Parsed(probability=probability, error=error)

@@ -90,8 +90,11 @@ class Patient:
 
     @classmethod
     def from_example(cls, ex) -> "Patient":
-        """From a structured-EHR task example: fields["record"], gold["label"], gold["features"]."""
-        return cls(ex.id, ex.fields["record"], int(ex.gold["label"]), tuple(ex.gold["features"]))
+        """From a structured-EHR task example: fields["record"], gold["label"], gold["features"]; the
+        id is gold["patient_id"], the key of the expert's ranked_features.jsonl (the example's own
+        id carries the task's name in front)."""
+        return cls(str(ex.gold["patient_id"]), ex.fields["record"], int(ex.gold["label"]),
+                   tuple(ex.gold["features"]))
 
 
 def balanced_patients(patients: Sequence[Patient], per_class: int | None = None, seed: int = 0) -> list[Patient]:

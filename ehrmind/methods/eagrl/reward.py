@@ -164,6 +164,24 @@ class Tally:
         return s
 
 
+def read_experts(path) -> dict[str, list[str]]:
+    """Each patient's features ranked by the expert, best first, from the ranked_features.jsonl
+    that `ehrmind expert` writes (one row per patient: patient_id, ranked = [[feature, attention], ...])."""
+    from ehrmind.io import read_jsonl
+    from ehrmind.tasks.base import DataError
+    out: dict[str, list[str]] = {}
+    for i, row in enumerate(read_jsonl(path), start=1):
+        try:
+            pid, ranked = str(row["patient_id"]), [str(f) for f, _ in row["ranked"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: row {i}: expected fields 'patient_id' and 'ranked' "
+                            f"([[feature, attention], ...]) ({type(exc).__name__}: {exc})") from None
+        if pid in out:
+            raise DataError(f"{path}: row {i}: patient {pid!r} appears twice")
+        out[pid] = ranked
+    return out
+
+
 def trl_reward(cfg: RewardConfig, experts: Mapping[str, Sequence[str]]):
     """A TRL reward function (and its Tally) for a dataset with columns `patient_id` and `gold`
     (JSON with "label" and "features"), as the suite's GRPO stage passes dataset columns."""
