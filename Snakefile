@@ -22,6 +22,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/passk.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/expert.smk"
+include: "workflow/rules/eagrl.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 

@@ -159,7 +159,8 @@ def cmd_tables(a) -> None:
     from ehrmind import tables
     written = tables.build(a.metrics, Path(a.out), seed=a.seed, transfer_dirs=a.transfer,
                            gate_files=a.passk, training_dirs=a.training, expert_files=a.experts,
-                           robustness_paths=a.robustness, n_resamples=a.n_resamples)
+                           robustness_paths=a.robustness, n_resamples=a.n_resamples, eagrl_paths=a.eagrl,
+                           eagrl_training=a.eagrl_training)
     for path in written:
         print(path)
 
@@ -193,6 +194,14 @@ def cmd_expert(a) -> None:
     t = metrics["test"]
     log.info("expert %s: test AUROC %.3f (sd %.3f), AUPRC %.3f (sd %.3f), %.1f s -> %s", a.task, t["auroc"],
              t["auroc_sd"], t["auprc"], t["auprc_sd"], metrics["train_seconds"], a.out)
+
+
+def cmd_eag_warmup(a) -> None:
+    from ehrmind.io import write_jsonl
+    from ehrmind.methods.eagrl import warmup
+    rows = warmup.rows(_examples(a.train))
+    write_jsonl(a.out, rows)
+    log.info("EAG-RL format warm-up: %d rule-built trajectories -> %s", len(rows), a.out)
 
 
 def cmd_compare_reference(a) -> None:
@@ -369,6 +378,10 @@ def parser() -> argparse.ArgumentParser:
                     help="the expert model's metrics.json per structured-EHR task (its row of the ehr table)")
     sp.add_argument("--robustness", nargs="*", default=None, metavar="METRICS_JSON",
                     help="cells on shuffled-feature-order test records (the robustness table)")
+    sp.add_argument("--eagrl", nargs="*", default=[], metavar="METRICS_JSON",
+                    help="EAG-RL cells (ehrmind evaluate --method eagrl): the eagrl and eagrl_ablation tables")
+    sp.add_argument("--eagrl-training", nargs="*", default=[], metavar="DIR",
+                    help="EAG-RL training log dirs (<model>/<task>/<method>/seed<S>): rollout R_att per step")
     sp.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for AUROC/AUPRC mean ± sd")
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -386,6 +399,12 @@ def parser() -> argparse.ArgumentParser:
                          "decov_weight, top_k, n_resamples, final_values (defaults in ehrmind/experts/concare.py)")
     sp.add_argument("--seed", type=int, default=0, help="training seed; with --data also the data seed")
     sp.add_argument("--out", required=True, help="folder for metrics.json and ranked_features.jsonl")
+
+    sp = verb("eag-warmup", cmd_eag_warmup, "rule-built EAG-RL trajectories for a format warm-up (this suite's "
+              "device for models that never write EAG-RL's layout; ehrmind/methods/eagrl/warmup.py), in the "
+              "layout `sft --trajectories` trains on")
+    sp.add_argument("--train", required=True, help="a structured-EHR task's training split JSONL (prepare-data)")
+    sp.add_argument("--out", required=True, help="the trajectories JSONL to write")
 
     sp = verb("compare-reference", cmd_compare_reference, "compare a run's cells with the committed reference: "
               "a paired test per cell on the same items (Holm-adjusted) and the verdict, reproduced within noise "

@@ -179,7 +179,8 @@ def compare(cells: list[Cell], seed: int = 0) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the tables
 def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: list[str] = (),
           gate_files: list[str] = (), training_dirs: list[str] = (), expert_files: list[str] = (),
-          robustness_paths: list[str] | None = None, n_resamples: int = 1000) -> list[Path]:
+          robustness_paths: list[str] | None = None, n_resamples: int = 1000, eagrl_paths: list[str] = (),
+          eagrl_training: list[str] = ()) -> list[Path]:
     cells = load_cells(metrics_paths)
     out.mkdir(parents=True, exist_ok=True)
     grid = group(cells)
@@ -203,6 +204,10 @@ def build(metrics_paths: list[str], out: Path, seed: int = 0, transfer_dirs: lis
     if robustness_paths is not None:
         written += _robustness_table(load_cells(list(robustness_paths), ("model", "task", "stage", "seed",
                                                                          "shuffle_fraction")), grid, out)
+    if eagrl_paths:
+        from ehrmind.methods.eagrl import tables as eag_tables
+        experts = {read_json(p)["task"]: read_json(p) for p in expert_files}
+        written += eag_tables.write(list(eagrl_paths), list(eagrl_training), experts, out, _write, n_resamples, seed)
     if gate_files:
         from ehrmind.methods.ehrmind import passk_report
         written += passk_report.write(passk_report.load_gates(list(gate_files)), grid,

@@ -42,7 +42,8 @@ def run_snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
 
 
-ONE_THREAD_RULES = ("sft", "grpo", "evaluate", "transfer", "passk", "robustness")
+ONE_THREAD_RULES = ("sft", "grpo", "evaluate", "transfer", "passk", "robustness", "eag_sft", "mcts", "eag_grpo",
+                    "eag_evaluate")
 
 
 def run_tiny_grid(root: Path, model_cache, *snakemake_args: str, **overrides):

@@ -38,7 +38,7 @@ def test_transfer_matrix_is_complete(tiny_run):
     for row in rows:   # every checkpoint on every task of its family, each compared with the baseline
         assert all(row[f"{e}_{k}"] != "" for e in text for k in ("value", "p_holm")), row
     cls = list(csv.DictReader(open(results / "tables/classification.csv")))
-    assert len(cls) == 2 * 4 and all(r["trec_ct_balanced_accuracy"] != "" for r in cls)
+    assert len(cls) == 2 * 4 and all(r["ehrshot_balanced_accuracy"] != "" for r in cls)
     assert all(r["ehrshot_auroc"] != "" and r["tjh_mortality_auroc"] != "" for r in cls)
     metrics = yaml.safe_load(open(results / "transfer/tiny-b/multi/sft/seed0/ehrshot/metrics.json"))
     assert metrics["cell"] == {"model": "tiny-b", "task": "ehrshot", "stage": "sft", "seed": "0", "train_task": "multi"}
@@ -61,6 +61,24 @@ def test_structured_ehr_task_with_expert_and_robustness(tiny_run):
     plain = [yaml.safe_load(l) for l in open(results / "data/tjh_mortality/test.jsonl")]
     assert [e["id"] for e in shuffled] == [e["id"] for e in plain]
     assert any(a["fields"]["record"] != b["fields"]["record"] for a, b in zip(shuffled, plain))
+
+
+def test_eagrl_stages_and_tables(tiny_run):
+    _, results, cfg = tiny_run
+    methods = cfg["eagrl"]["methods"]
+    rows = list(csv.DictReader(open(results / "tables/eagrl.csv")))
+    assert rows[0]["model"] == "expert"
+    assert [(r["model"], r["method"]) for r in rows[1:]] == [(m, x) for m in cfg["models"] for x in methods]
+    assert all(r["tjh_mortality_auroc_mean"] != "" for r in rows)
+    ablation = list(csv.DictReader(open(results / "tables/eagrl_ablation.csv")))
+    assert [r["variant"] for r in ablation if r["model"] == "tiny-a"] == ["eag_rl", "eag_sft", "eag_rl_no_att"]
+    assert all(r["auroc_shuffle_0.5"] != "" for r in ablation if r["variant"] == "eag_rl")
+    log = [yaml.safe_load(l) for l in open(results / "training/tiny-a/tjh_mortality/eag_rl/seed0/train_log.jsonl")]
+    assert any("rewards/r_att/mean" in row for row in log)        # R_att over training, for the curves
+    warm = [yaml.safe_load(l) for l in open(results / "data/tjh_mortality/eag_warmup.jsonl")]
+    assert warm and all("<Final answer>" in r["completion"][0]["content"] for r in warm)
+    mcts = yaml.safe_load(open(results / "eagrl/mcts/tiny-a/tjh_mortality/seed0/mcts.json"))
+    assert mcts["patients"] and (results / "eagrl/mcts/tiny-a/tjh_mortality/seed0/trajectories.jsonl").exists()
 
 
 def test_passk_audit_tables(tiny_run):
@@ -116,27 +134,27 @@ def test_a_new_gate_threshold_reuses_the_stored_samples(tiny_run, tmp_path):
 
 
 def test_gated_mode_runs_only_the_chosen_pipeline(tmp_path, model_cache):
-    """The gate is a checkpoint: medcalc (threshold 0) gets rlvr alone; trec_ct and multi
+    """The gate is a checkpoint: medcalc (threshold 0) gets rlvr alone; ehrshot and multi
     (threshold above any pass@k of a random model) get the SFT warm-up first."""
     tasks = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())["tasks"]
     config, results, _ = _run(tmp_path, model_cache, models={"tiny-a": "tiny:1"},
-                              tasks={t: tasks[t] for t in ("medcalc", "trec_ct")},
+                              tasks={t: tasks[t] for t in ("medcalc", "ehrshot")},
                               stages=["baseline", "rlvr", "sft_rlvr"],
                               passk={"mode": "gated", "k": 2, "n": 2, "items_per_category": 1,
-                                     "thresholds": {"medcalc": 0.0, "trec_ct": 1.0, "multi": 1.0}})
+                                     "thresholds": {"medcalc": 0.0, "ehrshot": 1.0, "multi": 1.0}})
     models = results / "models/tiny-a"
     assert (models / "medcalc/rlvr/seed0").is_dir() and not (models / "medcalc/sft_rlvr").exists()
     assert not (models / "medcalc/sft").exists()
-    for task in ("trec_ct", "multi"):
+    for task in ("ehrshot", "multi"):
         assert (models / f"{task}/sft_rlvr/seed0").is_dir() and not (models / f"{task}/rlvr").exists()
     rows = {r["task"]: r for r in csv.DictReader(open(results / "tables/passk_tiny-a.csv")) if r["category"] == "all"}
-    assert {t: r["decision"] for t, r in rows.items()} == {"medcalc": "rlvr", "trec_ct": "sft_rlvr", "multi": "sft_rlvr"}
+    assert {t: r["decision"] for t, r in rows.items()} == {"medcalc": "rlvr", "ehrshot": "sft_rlvr", "multi": "sft_rlvr"}
     assert rows["medcalc"]["agreed"] == "not run (gated)" and rows["medcalc"]["rlvr_gain"] != ""
     main = {r["stage"]: r for r in csv.DictReader(open(results / "tables/main.csv"))}
-    assert main["rlvr"]["medcalc_value"] != "" and main["rlvr"]["trec_ct_value"] == ""
-    assert main["sft_rlvr"]["trec_ct_value"] != "" and main["sft_rlvr"]["medcalc_value"] == ""
+    assert main["rlvr"]["medcalc_value"] != "" and main["rlvr"]["ehrshot_value"] == ""
+    assert main["sft_rlvr"]["ehrshot_value"] != "" and main["sft_rlvr"]["medcalc_value"] == ""
     transfer = {(r["train_task"], r["stage"]) for r in csv.DictReader(open(results / "tables/transfer.csv"))}
-    assert transfer == {("medcalc", "rlvr"), ("trec_ct", "sft_rlvr"), ("multi", "sft_rlvr")}
+    assert transfer == {("medcalc", "rlvr"), ("ehrshot", "sft_rlvr"), ("multi", "sft_rlvr")}
     proc = _snakemake(config, "--dry-run")
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
 

@@ -35,6 +35,21 @@ TRAIN_TASKS = TASKS + ([MULTI] if TRANSFER and config["transfer"]["multi"] and l
 PASSK = config["passk"]["enabled"]
 GATED = PASSK and config["passk"]["mode"] == "gated"
 ROBUSTNESS = config["robustness"]["shuffle_fractions"] if EHR_TASKS else []
+# EAG-RL on the structured-EHR tasks (workflow/rules/eagrl.smk). Methods and what each is:
+EAG = config["eagrl"]
+EAG_TASKS = EHR_TASKS if EAG["enabled"] else []
+EAG_STYLES = {"eag_vanilla": "vanilla", "eag_think": "think", "eag_decompose": "decompose"}   # prompting
+# GRPO methods: (ehrmind grpo --method, --method-settings, reward overrides), all from the stage-1
+# start except eag_rl_no_stage1 (from the base model, or the warm-up)
+EAG_RL_METHODS = {
+    "eag_rl": ("eagrl", {}, {}),
+    "eag_rl_no_stage1": ("eagrl", {}, {}),
+    "eag_rl_no_att": ("eagrl", {}, {"lam": 1.0}),               # without R_att: R = R_cls
+    "eag_rl_no_clip": ("eagrl", {"adaptive_clip": False}, {}),  # the fixed upper clip
+    "eag_grpo": ("grpo_baseline", {}, {}),
+    "eag_dapo": ("dapo", {}, {}),
+}
+EAG_METHODS = [m for m in EAG["methods"] if m in EAG_STYLES or m == "eag_sft" or m in EAG_RL_METHODS]
 # Exact mode's variables, set before Python starts in every job that loads a model.
 JOB_ENV = exact.shell_prefix() if config["exact"] else ""
 # Flags shared by every rule that loads a model.
@@ -149,6 +164,51 @@ def model_for(stage):
     return f"{R}/models/{{model}}/{{task}}/{stage}/seed{{seed}}"
 
 
+def eag_start():
+    """Where EAG-RL's MCTS and stage 2 start: the base model, or the format warm-up (this suite's device)."""
+    return f"{R}/models/{{model}}/{{task}}/eag_warmup/seed{{seed}}" if EAG["warmup"] else f"{R}/models/{{model}}/base.json"
+
+
+def eag_input(method):
+    """The model an EAG-RL training job starts from."""
+    if method in ("eag_warmup",):
+        return f"{R}/models/{{model}}/base.json"
+    if method in ("mcts", "eag_rl_no_stage1"):
+        return eag_start()
+    if method == "eag_sft":
+        return eag_start()
+    return f"{R}/models/{{model}}/{{task}}/eag_sft/seed{{seed}}"
+
+
+def eag_eval_model(method):
+    """The model an EAG-RL evaluation cell scores: the base model for the prompting baselines."""
+    if method in EAG_STYLES:
+        return f"{R}/models/{{model}}/base.json"
+    return f"{R}/models/{{model}}/{{task}}/{method}/seed{{seed}}"
+
+
+def eag_sft_settings(task):
+    return {**sft_settings(task), **EAG["sft"]}
+
+
+def eag_grpo_settings(task):
+    return {**grpo_settings(task), **EAG["grpo"]}
+
+
+def eag_cells(wildcards=None):
+    cells = [f"{R}/eagrl/cells/{m}/{t}/{method}/seed{seed}/main/metrics.json"
+             for m in MODELS for t in EAG_TASKS for method in EAG_METHODS
+             for seed in (SEEDS[:1] if method in EAG_STYLES else SEEDS)]
+    cells += [f"{R}/eagrl/cells/{m}/{t}/eag_rl/seed{seed}/shuffle{f}/metrics.json"
+              for m in MODELS for t in EAG_TASKS if "eag_rl" in EAG_METHODS for seed in SEEDS for f in ROBUSTNESS]
+    return cells
+
+
+def eag_training_dirs(wildcards=None):
+    trained = [k for k in EAG_METHODS if k not in EAG_STYLES] + (["eag_warmup"] if EAG["warmup"] else [])
+    return [f"{R}/training/{m}/{t}/{k}/seed{seed}" for m in MODELS for t in EAG_TASKS for k in trained for seed in SEEDS]
+
+
 def checkpoints_run(tasks):
     """(model, task, stage, seed) of every trained checkpoint of these training tasks."""
     return [(m, t, s, seed) for m in MODELS for t in tasks for s in stages_run(m, t) if s != "baseline"
@@ -156,6 +216,7 @@ def checkpoints_run(tasks):
 
 
 def all_cells(wildcards=None):
+    """The EHRMind grid's cells (EAG-RL's are eag_cells)."""
     return [f"{R}/cells/{m}/{t}/{s}/seed{seed}/metrics.json"
             for m in MODELS for t in TASKS for s in stages_run(m, t) for seed in seeds_of(s)]
 
@@ -199,6 +260,7 @@ def table_files():
     names += ["transfer"] if TRANSFER else []
     names += ["ehr"] if EHR_TASKS else []
     names += ["robustness"] if ROBUSTNESS and config["robustness"]["stages"] else []
+    names += ["eagrl", "eagrl_ablation"] if EAG_TASKS and EAG_METHODS else []
     names += [f"passk_{m}" for m in MODELS] + ["passk_cost", "passk_vs_rlvr_gain"] if PASSK else []
     files = [f"{R}/tables/{n}.{ext}" for n in names for ext in ("md", "tex", "csv")]
     return files + ([f"{R}/tables/passk_vs_rlvr_gain.png"] if PASSK else [])

@@ -6,6 +6,8 @@ rule tables:
         training=training_dirs,
         experts=expert_files,
         robustness=robustness_files,
+        eagrl=eag_cells,
+        eag_training=eag_training_dirs,
     output:
         table_files(),
     params:
@@ -17,5 +19,6 @@ rule tables:
         f"{R}/logs/tables.log",
     shell:
         "ehrmind tables {input.cells} --transfer {input.transfer} --passk {input.passk} --training {input.training}"
-        " --experts {input.experts} {params.robustness} {input.robustness} --n-resamples {params.n_resamples}"
+        " --experts {input.experts} {params.robustness} {input.robustness} --eagrl {input.eagrl}"
+        " --eagrl-training {input.eag_training} --n-resamples {params.n_resamples}"
         " --out {params.out} --seed {params.seed} 2>&1 | tee {log}"
