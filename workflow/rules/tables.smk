@@ -5,7 +5,7 @@ rule tables:
         passk=gate_files,
         training=training_dirs,
     output:
-        table_files(),
+        reported_tables(table_files()),   # report(): workflow/rules/report.smk
     params:
         seed=SEED,
         out=lambda w, output: os.path.dirname(output[0]),
