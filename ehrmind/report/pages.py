@@ -68,10 +68,11 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def table_html(header: list[str], rows: list[list[str]], table_id: str) -> str:
-    out = [f'<table class="ehrmind" id="{html.escape(table_id)}">', "<thead><tr>"]
-    out += [f"<th>{html.escape(h)}</th>" for h in header]
-    out.append("</tr></thead><tbody>")
+def table_html(header: list[str] | None, rows: list[list[str]], table_id: str) -> str:
+    out = [f'<table class="ehrmind" id="{html.escape(table_id)}">']
+    if header:
+        out += ["<thead><tr>", *(f"<th>{html.escape(h)}</th>" for h in header), "</tr></thead>"]
+    out.append("<tbody>")
     for row in rows:
         out.append("<tr>" + "".join(f'<td class="sig">{html.escape(c)}</td>' if SIG.search(c) else
                                     f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
@@ -147,10 +148,15 @@ def landing(main_md: str | Path, config: dict[str, Any], config_files: list[str 
     caption, header, rows = parse_markdown_table(Path(main_md).read_text(encoding="utf-8"), str(main_md))
     prov = provenance(load_cells(cells))
     commits = ", ".join(str(c) for c, _ in prov["git_commit"])
+    # Models and tasks in the main table's order (the config reaches this verb as JSON with sorted keys).
+    specs = config.get("models") or {}
+    models = list(dict.fromkeys([r[0] for r in rows if r and r[0] in specs] + list(specs)))
+    tasks = [t for h in header for t in [h.split(" ", 1)[0]] if t in (config.get("tasks") or {})]
+    tasks += [t for t in (config.get("tasks") or {}) if t not in tasks]
     facts = [("run config", ", ".join(map(str, config_files)) or "(none)"),
              ("results", str(config.get("results_dir", ""))),
-             ("models", ", ".join(f"{k} ({v})" for k, v in (config.get("models") or {}).items())),
-             ("tasks", ", ".join(config.get("tasks") or {})),
+             ("models", ", ".join(f"{m} ({specs[m]})" for m in models)),
+             ("tasks", ", ".join(tasks)),
              ("stages", ", ".join(config.get("stages") or [])),
              ("seed", str(config.get("seed", ""))),
              ("git commit of the cells", commits)]
@@ -162,7 +168,7 @@ def landing(main_md: str | Path, config: dict[str, Any], config_files: list[str 
            "#ehrmind-landing td.sig{font-weight:bold;text-decoration:underline}</style>")
     body = [css, '<div id="ehrmind-landing">', "<h3>Main results</h3>",
             table_html(header, rows, "ehrmind-main"), f"<p>{_inline(caption)}</p>", "<h3>This run</h3>",
-            table_html(["", ""], [[k, v] for k, v in facts], "ehrmind-run"), "</div>"]
+            table_html(None, [[k, v] for k, v in facts], "ehrmind-run"), "</div>"]
     return _write(Path(out), "\n".join(body) + "\n")
 
 
