@@ -30,6 +30,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ehrmind.io import atomic_path  # noqa: E402
 from ehrmind.report.results import STAGE_ORDER, load_cells, load_training_logs, ordered  # noqa: E402
@@ -312,13 +313,17 @@ def training_curves(logs: list[dict[str, Any]] | Iterable[str | Path], model: st
             scale = 100 if key in PERCENT_KEYS else 1
             ax.plot([p[0] for p in points], [scale * p[1] for p in points], label=label,
                     markevery=max(1, len(points) // 10), **style(i))
+    steps = [h["step"] for job in jobs for h in job["history"] if "step" in h and "reward" in h]
     for ax, (key, title, ylabel) in zip(axes, GRPO_KEYS):
         ax.set_title(title, loc="left")
         ax.set_xlabel("GRPO step")
         ax.set_ylabel(ylabel)
         if key in PERCENT_KEYS:
             ax.set_ylim(-4, 104)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if steps:   # whole steps only, and room around a single one
+            ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.ticklabel_format(axis="y", useOffset=False)   # no "+1.076e1" above the axis
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)),
                title=f"{model}: training task / stage")
