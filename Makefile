@@ -29,10 +29,9 @@ reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the ta
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --report $(REPORT)
 	@echo; echo "Report: $(REPORT) (one self-contained HTML file: every table and figure, captions, config, versions)"
-	@echo "Tables: results/embedded/tables/ (main, transfer, classification, significance, per_category_<task>, passk_<model>, passk_cost, passk_vs_rlvr_gain; .md .tex .csv, and the pass@k figure .png)"
-	@if diff -rq -x 'passk_cost.*' $(REFERENCE)/tables results/embedded/tables >/dev/null; \
-	then echo "They are identical to the committed reference, $(REFERENCE)/tables (passk_cost, timings, not compared)."; \
-	else echo "They differ from the committed reference: diff -r $(REFERENCE)/tables results/embedded/tables"; fi
+	@echo "Tables: results/embedded/tables/ (.md .tex .csv; see README, 'The reference result')"
+	@$(BIN)/ehrmind compare-reference --reference $(REFERENCE) --run results/embedded \
+		--out results/embedded/reproduction.json
 
 report: setup  ## write a finished run's self-contained HTML report to REPORT (another run: SNAKEMAKE_ARGS="--configfile my.yaml" REPORT=results/my/report.html)
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) $(SNAKEMAKE_ARGS) --report $(REPORT)
@@ -43,6 +42,7 @@ reference:  ## copy the embedded run's tables, cells, transfer cells, training l
 	rm -rf $(REFERENCE) && mkdir -p $(REFERENCE)
 	cp -r results/embedded/tables results/embedded/cells results/embedded/transfer results/embedded/training \
 		results/embedded/passk $(REFERENCE)/
+	for d in experts robustness eagrl; do [ ! -d results/embedded/$$d ] || cp -r results/embedded/$$d $(REFERENCE)/; done
 	find $(REFERENCE) -name .snakemake_timestamp -delete
 
 test: setup  ## run the test suite (unit tests + one tiny end-to-end DAG run)

@@ -26,6 +26,7 @@ container: config["container"]
 include: "workflow/rules/data.smk"
 include: "workflow/rules/passk.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/expert.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"

@@ -41,6 +41,8 @@ def cmd_prepare_data(a) -> None:
     from ehrmind.tasks import get_task
     task = get_task(a.task)
     for split, out in (("train", a.train_out), ("test", a.test_out)):
+        if out is None:
+            continue
         examples = task.load_split(split, a.data, a.seed)
         if not examples:
             raise SystemExit(f"error: task {a.task}: the {split} split is empty")
@@ -111,7 +113,8 @@ def cmd_gate(a) -> None:
 def cmd_tables(a) -> None:
     from ehrmind import tables
     written = tables.build(a.metrics, Path(a.out), seed=a.seed, transfer_dirs=a.transfer,
-                           gate_files=a.passk, training_dirs=a.training)
+                           gate_files=a.passk, training_dirs=a.training, expert_files=a.experts,
+                           robustness_paths=a.robustness, n_resamples=a.n_resamples)
     for path in written:
         print(path)
 
@@ -134,8 +137,8 @@ def cmd_expert(a) -> None:
     from ehrmind.tasks.ehr import cohort
     if a.task not in cohort.SPECS:
         raise SystemExit(f"error: expert: task {a.task!r} is not a structured-EHR task ({', '.join(cohort.SPECS)})")
-    if (a.train is None) != (a.test is None) or (a.train is None) == (a.data is None):
-        raise SystemExit("error: expert: give either --train and --test (prepare-data JSONL) or --data")
+    if (a.train is None) != (a.test is None) or (a.train is None and a.data is None):
+        raise SystemExit("error: expert: give --train and --test (prepare-data JSONL) or --data")
     spec = cohort.SPECS[a.task]
     planted = None
     try:
@@ -144,8 +147,8 @@ def cmd_expert(a) -> None:
         else:
             train, test = (data.from_records(cohort.records_for(spec, split, a.data, a.seed), spec.target)
                            for split in ("train", "test"))
-            if str(a.data.get("source") or "embedded") == "embedded":
-                planted = cohort.planted(spec)
+        if a.data is not None and str(a.data.get("source") or "embedded") == "embedded":
+            planted = cohort.planted(spec)   # the generator's drivers: precision@k of the ranking
         expert, metrics = concare.train_expert(train, test, a.settings, a.seed)
     except ValueError as exc:
         if isinstance(exc, DataError):
@@ -157,6 +160,12 @@ def cmd_expert(a) -> None:
     t = metrics["test"]
     log.info("expert %s: test AUROC %.3f (sd %.3f), AUPRC %.3f (sd %.3f), %.1f s -> %s", a.task, t["auroc"],
              t["auroc_sd"], t["auprc"], t["auprc_sd"], metrics["train_seconds"], a.out)
+
+
+def cmd_compare_reference(a) -> None:
+    from ehrmind import reproduce
+    result = reproduce.compare(Path(a.reference), Path(a.run), Path(a.out) if a.out else None)
+    print(reproduce.report(result))
 
 
 def cmd_bench(a) -> None:
@@ -217,8 +226,8 @@ def parser() -> argparse.ArgumentParser:
     sp = verb("prepare-data", cmd_prepare_data, "write a task's train and test splits as JSONL")
     common(sp, trust=False)
     sp.add_argument("--data", type=_json, default={}, help="the task's config block as JSON")
-    sp.add_argument("--train-out", required=True)
-    sp.add_argument("--test-out", required=True)
+    sp.add_argument("--train-out", help="where the train split goes (omit to skip it)")
+    sp.add_argument("--test-out", help="where the test split goes (omit to skip it)")
 
     sp = verb("merge-train", cmd_merge_train, "concatenate training splits into the `multi` training set")
     sp.add_argument("inputs", nargs="+", help="train.jsonl files of the tasks")
@@ -289,6 +298,11 @@ def parser() -> argparse.ArgumentParser:
                     help="gate.json files: pass@k tables per model and the pass@k-vs-RLVR-gain figure")
     sp.add_argument("--training", nargs="*", default=[], metavar="DIR",
                     help="training log dirs (<model>/<task>/<stage>) for the skipped pipeline's cost")
+    sp.add_argument("--experts", nargs="*", default=[], metavar="METRICS_JSON",
+                    help="the expert model's metrics.json per structured-EHR task (its row of the ehr table)")
+    sp.add_argument("--robustness", nargs="*", default=None, metavar="METRICS_JSON",
+                    help="cells on shuffled-feature-order test records (the robustness table)")
+    sp.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for AUROC/AUPRC mean ± sd")
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
 
@@ -316,12 +330,20 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--task", required=True, help="tjh_mortality, mimic4_mortality or mimic4_readmission")
     sp.add_argument("--train", help="training split JSONL written by prepare-data (with --test)")
     sp.add_argument("--test", help="test split JSONL written by prepare-data (with --train)")
-    sp.add_argument("--data", type=_json, help="the task's data config as JSON (instead of --train/--test)")
+    sp.add_argument("--data", type=_json, help="the task's data config as JSON: the data, without --train/--test; "
+                    "with them, only to know whether the cohort is embedded (then precision@k of the planted features)")
     sp.add_argument("--settings", type=_json, default={},
                     help="JSON: hidden, heads, ff, attention_hidden, dropout, epochs, batch_size, lr, weight_decay, "
                          "decov_weight, top_k, n_resamples, final_values (defaults in ehrmind/experts/concare.py)")
     sp.add_argument("--seed", type=int, default=0, help="training seed; with --data also the data seed")
     sp.add_argument("--out", required=True, help="folder for metrics.json and ranked_features.jsonl")
+
+    sp = verb("compare-reference", cmd_compare_reference, "compare a run's cells with the committed reference: "
+              "a paired test per cell on the same items (Holm-adjusted) and the verdict, reproduced within noise "
+              "or which cells differ; byte identity reported apart, with the hardware of each side")
+    sp.add_argument("--reference", default="results/reference/embedded", help="the reference run's results folder")
+    sp.add_argument("--run", default="results/embedded", help="this run's results folder")
+    sp.add_argument("--out", help="also write the comparison as JSON here")
 
     sp = verb("bench", cmd_bench, "measure this machine's ceiling (matmul GFLOP/s, memory GB/s) and the suite's "
               "workloads against it: greedy evaluation, pass@k sampling, an SFT step, a GRPO step")
@@ -362,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     from ehrmind.tasks import DataError
     from ehrmind import devices
     from ehrmind.prefetch import PrefetchError
+    from ehrmind import exact
+    exact.apply()
     try:
         devices.claim_for_job()   # a GPU rule's own device(s) before anything starts CUDA
         args.func(args)

@@ -47,21 +47,44 @@ def validate(config: dict[str, Any], origin: str = "config") -> dict[str, Any]:
             lines.append(f"  key '{key}': {e.message} (expected {expected})")
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(lines))
     _fill_defaults(config, schema())
-    _check_passk(config, origin)
+    _check_rules(config, origin)
+    _check_task_overrides(config, origin)
     return config
 
 
-def _check_passk(config: dict[str, Any], origin: str) -> None:
-    """Rules the schema cannot express: n >= k, and a gate needs both stages it chooses between."""
-    p = config["passk"]
-    if not p["enabled"]:
-        return
+def _check_task_overrides(config: dict[str, Any], origin: str) -> None:
+    """A task's `sft:` / `grpo:` block overrides keys of the global block: each key must exist
+    there, and the merged block must still be valid."""
     problems = []
-    if p["n"] < p["k"]:
+    for task, block in config["tasks"].items():
+        for name in ("sft", "grpo"):
+            own = block.get(name) or {}
+            node = schema()["properties"][name]
+            for key in sorted(set(own) - set(node["properties"])):
+                problems.append(f"key 'tasks.{task}.{name}.{key}': not a key of the {name} block "
+                                f"(expected one of {', '.join(node['properties'])})")
+            merged = {**config[name], **own}
+            for e in jsonschema.Draft202012Validator(node).iter_errors(merged):
+                key = ".".join(str(p) for p in e.absolute_path)
+                if key.split(".")[0] in own:
+                    problems.append(f"key 'tasks.{task}.{name}.{key}': {e.message}")
+    if problems:
+        raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(f"  {line}" for line in problems))
+
+
+def _check_rules(config: dict[str, Any], origin: str) -> None:
+    """Rules the schema cannot express: n >= k, a gate needs both stages it chooses between, and
+    GRPO on several GPUs needs vLLM rollouts."""
+    problems = []
+    if config["resources"]["gpu"] > 1 and not config["grpo"]["use_vllm"]:
+        problems.append("key 'grpo.use_vllm': a job on several GPUs (resources.gpu > 1) trains under FSDP, where "
+                        "each rank's own decoding loop would stop at a different step; expected true (vLLM rollouts)")
+    p = config["passk"]
+    if p["enabled"] and p["n"] < p["k"]:
         problems.append(f"key 'passk.n': {p['n']} samples per item is fewer than passk.k = {p['k']} "
                         f"(expected n >= k for the unbiased pass@k estimator)")
     missing = [s for s in ("rlvr", "sft_rlvr") if s not in config["stages"]]
-    if p["mode"] == "gated" and missing:
+    if p["enabled"] and p["mode"] == "gated" and missing:
         problems.append(f"key 'stages': passk.mode 'gated' chooses between rlvr and sft_rlvr, "
                         f"but stages lacks {', '.join(missing)}")
     if problems:

@@ -42,7 +42,8 @@ def evaluate(model: str, jobs: list[EvalJob], reward_cfg: dict[str, float], seed
         if not job.examples:
             raise ValueError(f"no test examples for task {job.task.name}")
     backend = generation.load(model, jobs[0].gen_cfg.get("backend", "auto"), precision=precision,
-                              trust_remote_code=trust_remote_code, batch_size=jobs[0].gen_cfg["batch_size"])
+                              trust_remote_code=trust_remote_code, batch_size=jobs[0].gen_cfg["batch_size"],
+                              engine_args=jobs[0].gen_cfg.get("vllm"))
     return [_evaluate_one(backend, job, reward_cfg, seed) for job in jobs]
 
 
@@ -83,7 +84,7 @@ def _evaluate_one(backend, job: EvalJob, reward_cfg: dict[str, float], seed: int
             row["p_positive"], row["p_source"] = _p_positive(tokenizer, gen, judged, task.label_key, digits)
         predictions.append(row)
     wall = time.perf_counter() - started
-    metrics = summarize(predictions, len(getattr(task, "labels", ())))
+    metrics = summarize(predictions, len(getattr(task, "labels", ())), getattr(task, "headline", "accuracy"), seed)
     metrics.update(cell=job.cell, generation=gen_cfg, reward_config=reward_cfg, seed=seed,
                    backend=backend.name, dtype=_dtype(backend), prompt=task.prompt.source, prefill=prompts.PREFILL,
                    prompts_cut=cut, prompt_tokens=sum(map(len, encoded)), wall_time_s=round(wall, 2),
@@ -97,7 +98,18 @@ def _evaluate_one(backend, job: EvalJob, reward_cfg: dict[str, float], seed: int
     return metrics
 
 
-def summarize(predictions: list[dict[str, Any]], n_classes: int = 0) -> dict[str, Any]:
+def headline_arrays(name: str, predictions: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
+    """What the headline metric reads from predictions.jsonl rows (see stats.metric)."""
+    if name == "accuracy":
+        return [0] * len(predictions), [float(p["correct"]) for p in predictions]
+    if name == "balanced_accuracy":
+        return [p["gold_label"] for p in predictions], [-1 if p["parsed_value"] is None else p["parsed_value"]
+                                                        for p in predictions]
+    return [p["gold_label"] for p in predictions], [p["p_positive"] for p in predictions]
+
+
+def summarize(predictions: list[dict[str, Any]], n_classes: int = 0, headline: str = "accuracy",
+              seed: int = 0) -> dict[str, Any]:
     overall = stats.accuracy_summary([p["correct"] for p in predictions])
     by_category: dict[str, list[bool]] = defaultdict(list)
     for p in predictions:
@@ -109,6 +121,7 @@ def summarize(predictions: list[dict[str, Any]], n_classes: int = 0) -> dict[str
         "parse_failures": sum(p["parse_error"] is not None for p in predictions),
         "mean_reward": sum(p["reward"] for p in predictions) / len(predictions),
         "generated_tokens": sum(p["generated_tokens"] for p in predictions),
+        "headline": stats.metric_summary(headline, *headline_arrays(headline, predictions), seed=seed),
     }
     if n_classes:
         # A consistent answer naming a wrong class still counts as that class; anything else is "none".

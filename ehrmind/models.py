@@ -112,6 +112,9 @@ def device() -> str:
 def use_bf16(precision: str = "auto") -> bool:
     """bf16 where the hardware does it natively: CUDA, or a CPU with AVX512-BF16/AMX
     (there bf16 matmuls ran 4x faster than float32); float32 elsewhere."""
+    from ehrmind import exact
+    if exact.enabled():
+        return False   # exact mode computes in fp32 (ehrmind/exact.py)
     if precision != "auto":
         return precision == "bf16"
     import torch
@@ -141,4 +144,7 @@ def load(model: str | os.PathLike, trust_remote_code: bool = False, for_generati
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left" if for_generation else "right"
     net = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, trust_remote_code=trust_remote_code)
+    from ehrmind.launch import fsdp_active
+    if fsdp_active():   # an FSDP worker: accelerate shards the CPU copy onto this rank's GPU
+        return net, tokenizer
     return net.to(device()), tokenizer

@@ -372,3 +372,92 @@ def delong_test(y_true: Sequence[int], scores_a: Sequence[float], scores_b: Sequ
         p = float(2 * stats.norm.sf(abs(z)))
     return {"auroc_a": auc[0], "auroc_b": auc[1], "diff": diff, "se": math.sqrt(max(var, 0.0)), "z": z,
             "p_value": min(1.0, p)}
+
+
+# ---------------------------------------------------------------- headline metrics, paired over seeds
+# A cell's items as arrays: `y` the gold class (0 for tasks scored right/wrong), `pred` what the
+# metric reads: 1.0/0.0 correctness (accuracy), the predicted class with -1 for none
+# (balanced_accuracy), or the probability of class 1 (auroc). Several seeds of a cell are
+# stacked rows of the same items; `groups` names each row's item so resampling keeps an
+# item's seeds together.
+HEADLINES = ("accuracy", "balanced_accuracy", "auroc")
+
+
+def metric(name: str, y: np.ndarray, pred: np.ndarray) -> float:
+    """The headline metric on arrays (numpy only: it runs inside resampling loops)."""
+    if name == "accuracy":
+        return float(np.mean(pred))
+    if name == "balanced_accuracy":   # mean recall over the classes present; no answer is wrong
+        classes = np.unique(y)
+        return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
+    if name == "auroc":               # Mann-Whitney U over the positive x negative pairs
+        pos, neg = y == 1, y == 0
+        if not pos.any() or not neg.any():
+            return float("nan")
+        ranks = stats.rankdata(pred)
+        n1, n0 = int(pos.sum()), int(neg.sum())
+        return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    raise ValueError(f"unknown headline metric {name!r}; expected one of {HEADLINES}")
+
+
+def _group_resampler(groups: np.ndarray, rng: np.random.Generator):
+    """A function giving the row indices of one bootstrap resample of whole groups (items,
+    with all their seeds)."""
+    _, index = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(index == g) for g in range(index.max() + 1)]
+    return lambda: np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+
+
+def metric_summary(name: str, y, pred, groups=None, n_resamples: int = 1000, seed: int = 0,
+                   confidence: float = 0.95) -> dict:
+    """A headline value with its 95 % interval: Wilson for accuracy on one seed, else a seeded
+    percentile bootstrap over items. Returns {"metric", "value", "ci_low", "ci_high", "n"}."""
+    y, pred = np.asarray(y), np.asarray(pred, dtype=float)
+    groups = np.arange(y.size) if groups is None else np.asarray(groups)
+    value = metric(name, y, pred)
+    if name == "accuracy" and np.unique(groups).size == groups.size:
+        low, high = wilson_interval(int(pred.sum()), int(pred.size), confidence)
+    else:
+        resample = _group_resampler(groups, np.random.default_rng(seed))
+        draws = [metric(name, y[t], pred[t]) for t in (resample() for _ in range(n_resamples))]
+        draws = np.asarray([d for d in draws if np.isfinite(d)])
+        if draws.size < 2:
+            low = high = value
+        else:
+            low, high = (float(q) for q in np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2]))
+    return {"metric": name, "value": value, "ci_low": low, "ci_high": high, "n": int(np.unique(groups).size)}
+
+
+def paired_metric_test(name: str, y, a, b, groups=None, n_resamples: int = 2000, seed: int = 0,
+                       confidence: float = 0.95) -> dict:
+    """B against A on the same rows (items, or items x seeds): the difference of the headline
+    metric, a paired bootstrap interval of it (items resampled with their seeds), and a
+    two-sided p-value: exact McNemar on the discordant pairs for accuracy (pooled over
+    seeds, which is the stratified exact test), else a paired permutation test
+    (`scipy.stats.permutation_test`, permutation_type="samples": each row's two predictions
+    swapped at random). Returns {"diff", "ci_low", "ci_high", "p_value", "test", "n"}."""
+    y, a, b = np.asarray(y), np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if not (y.shape == a.shape == b.shape) or y.ndim != 1 or y.size == 0:
+        raise ValueError(f"paired inputs must be one-dimensional and equally long, got {y.shape}, {a.shape}, {b.shape}")
+    groups = np.arange(y.size) if groups is None else np.asarray(groups)
+    diff = metric(name, y, b) - metric(name, y, a)
+    resample = _group_resampler(groups, np.random.default_rng(seed))
+    draws = []
+    for _ in range(1000):
+        t = resample()
+        draws.append(metric(name, y[t], b[t]) - metric(name, y[t], a[t]))
+    draws = np.asarray([d for d in draws if np.isfinite(d)])
+    low, high = ((diff, diff) if draws.size < 2 else
+                 tuple(float(q) for q in np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])))
+    if name == "accuracy":
+        test, p = "McNemar exact", mcnemar_exact(a.astype(bool), b.astype(bool))["p_value"]
+    elif np.array_equal(a, b):
+        test, p = "permutation", 1.0
+    else:
+        test = "permutation"
+        res = stats.permutation_test((a, b), lambda u, v: metric(name, y, v) - metric(name, y, u),
+                                     permutation_type="samples", n_resamples=n_resamples,
+                                     alternative="two-sided", rng=np.random.default_rng(seed))
+        p = float(res.pvalue)
+    return {"diff": float(diff), "ci_low": low, "ci_high": high, "p_value": min(1.0, float(p)), "test": test,
+            "n": int(np.unique(groups).size)}

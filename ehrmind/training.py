@@ -60,7 +60,10 @@ def _save(trainer, tokenizer, out_dir: Path, log_dir: Path, summary: dict[str, A
     summary and curves to log_dir."""
     import torch
     from ehrmind import plots
-    net = trainer.model
+    state = trainer.accelerator.get_state_dict(trainer.model)   # gathered from every rank under FSDP
+    if not trainer.accelerator.is_main_process:
+        return
+    net = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(net, "merge_and_unload"):
         net = net.merge_and_unload()
     if models.device() == "cuda" and trainer.args.bf16:
@@ -71,7 +74,7 @@ def _save(trainer, tokenizer, out_dir: Path, log_dir: Path, summary: dict[str, A
         write_json(tmp / "train_summary.json", summary)
         plots.training_curves(history, plot_keys, tmp / "training_curves.png", title=summary["stage"])
     with atomic_path(out_dir, is_dir=True) as tmp:
-        net.save_pretrained(tmp)
+        net.save_pretrained(tmp, state_dict=None if hasattr(trainer.model, "merge_and_unload") else state)
         tokenizer.save_pretrained(tmp)
 
 
@@ -200,13 +203,15 @@ def grpo_arguments(cfg: dict[str, Any], seed: int, precision: str, scratch: Path
     """GRPOConfig arguments. One generation round per optimizer step and one update per batch
     (EHRMind): the step's prompts_per_step x num_generations rollouts are trained in
     micro-batches of micro_batch_size sequences with gradient accumulation."""
-    rollouts = cfg["prompts_per_step"] * cfg["num_generations"]
+    processes = int(os.environ.get("WORLD_SIZE", "1"))   # accelerate's workers share a step's rollouts
+    rollouts = cfg["prompts_per_step"] * cfg["num_generations"] // processes
     micro = cfg.get("micro_batch_size") or rollouts
     if rollouts % micro:
         raise ValueError(f"grpo: prompts_per_step x num_generations = {rollouts} is not a multiple of "
                          f"micro_batch_size {micro}")
     accumulation = rollouts // micro
-    args = dict(max_steps=cfg["max_steps"], per_device_train_batch_size=micro,
+    length = dict(num_train_epochs=cfg["epochs"], max_steps=-1) if cfg.get("epochs") else dict(max_steps=cfg["max_steps"])
+    args = dict(**length, per_device_train_batch_size=micro,
                 gradient_accumulation_steps=accumulation, steps_per_generation=accumulation, num_iterations=1,
                 num_generations=cfg["num_generations"], max_completion_length=cfg["max_completion_length"],
                 beta=cfg["beta"], epsilon=cfg["epsilon"], temperature=cfg["temperature"], top_p=cfg["top_p"],
@@ -249,9 +254,13 @@ def grpo(task: Task | None, model: str, train: list[Example], cfg: dict[str, Any
 
     scratch = resume_dir(out_dir)
     args = GRPOConfig(**grpo_arguments(cfg, seed, precision, scratch))
+    trainer_class = GRPOTrainer
+    if cfg.get("share_prompt_forward", True):
+        from ehrmind.shared_prompt import SharedPromptMixin
+        trainer_class = type("SharedPromptGRPOTrainer", (SharedPromptMixin, GRPOTrainer), {})
     # rollout_func is marked experimental; TRL is pinned and tests/test_training.py exercises it.
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    trainer = GRPOTrainer(model=net, reward_funcs=[rule_reward, accuracy], args=args,
+    trainer = trainer_class(model=net, reward_funcs=[rule_reward, accuracy], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           rollout_func=rollout_func(prompt_ids, cfg, seed))
     started = time.perf_counter()

@@ -42,6 +42,9 @@ def run_snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
 
 
+ONE_THREAD_RULES = ("sft", "grpo", "evaluate", "transfer", "passk", "robustness")
+
+
 def run_tiny_grid(root: Path, model_cache, *snakemake_args: str, **overrides):
     """Run the tiny grid (workflow/config/tiny.yaml, config keys overridden by `overrides`)
     with results under root; extra Snakemake options (an executor, say) in snakemake_args."""
@@ -50,7 +53,7 @@ def run_tiny_grid(root: Path, model_cache, *snakemake_args: str, **overrides):
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))   # keep the tasks in their order
     # Tiny jobs are mostly Python start-up: one thread each lets two run at once on two cores.
-    one_thread = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer", "passk")]
+    one_thread = [f"{rule}=1" for rule in ONE_THREAD_RULES]
     proc = run_snakemake(config, "--set-threads", *one_thread, *snakemake_args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return config, root / "results", cfg

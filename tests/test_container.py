@@ -11,11 +11,11 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import REPO, skip_unless_required, table_files
+from tests.conftest import ONE_THREAD_RULES, REPO, skip_unless_required, table_files
 
 IMAGE = os.environ.get("IMAGE", "ehrmind-cpu:latest")
 IN = "/results"                      # the host folder's mount point in the container
-ONE_THREAD = [f"{rule}=1" for rule in ("sft", "grpo", "evaluate", "transfer", "passk")]
+ONE_THREAD = [f"{rule}=1" for rule in ONE_THREAD_RULES]
 
 
 def _working_engine() -> str | None:

@@ -164,14 +164,15 @@ def _cell(root, stage, correct, task="trec_ct", model="m"):
     preds = [{"id": f"i{k}", "category": "inductive" if k % 2 else "transductive", "correct": c,
               "format_ok": True, "reward": 0.1 + c, "parse_error": None, "generated_tokens": 10}
              for k, c in enumerate(correct)]
-    d = root / "cells" / model / task / stage
+    d = root / "cells" / model / task / stage / "seed0"
     write_jsonl(d / "predictions.jsonl", preds)
-    write_json(d / "metrics.json", {**summarize_cell(preds), "cell": {"model": model, "task": task, "stage": stage}})
+    write_json(d / "metrics.json", {**summarize_cell(preds), "cell": {"model": model, "task": task, "stage": stage,
+                                                                      "seed": 0}})
     return str(d / "metrics.json")
 
 
 def _training(root, stage, wall, tokens=None, task="trec_ct"):
-    d = root / "training" / "m" / task / stage
+    d = root / "training" / "m" / task / stage / "seed0"
     write_json(d / "train_summary.json", {"stage": stage, "wall_time_s": wall,
                                           **({"generated_tokens": tokens} if tokens is not None else {})})
     return str(d)
@@ -202,7 +203,7 @@ def test_audit_table_says_whether_the_gate_was_right_and_what_the_other_pipeline
     assert int(cost["skipped_generated_tokens"]) == 800
     assert float(row["p_rlvr_vs_sft_rlvr"]) == pytest.approx(stats.mcnemar_exact([False] * n, [k < 12 for k in range(n)])["p_value"])
     md = (out / "passk_m.md").read_text()
-    assert "yes (McNemar p = " in md and "nan" not in md.lower()
+    assert "yes (p = " in md and "nan" not in md.lower()
     assert "rlvr: 50 s, 800 tok" in (out / "passk_cost.md").read_text()
     assert (out / "passk_vs_rlvr_gain.png").stat().st_size > 0
     # one point, constant pass@k: no fit, said in words
@@ -213,7 +214,7 @@ def test_gated_table_marks_the_skipped_stage_as_not_run(tmp_path):
     n = 10
     cells = [_cell(tmp_path, "baseline", [False] * n), _cell(tmp_path, "sft_rlvr", [k < 5 for k in range(n)])]
     gate = _gate(tmp_path, [_row("p", "trec_ct", "eligible", [0] * 4, 2)])
-    rows = passk_report.passk_rows(passk_report.load_gates([gate]), tables.load_cells(cells), {})
+    rows = passk_report.passk_rows(passk_report.load_gates([gate]), tables.group(tables.load_cells(cells)), {})
     assert rows[0]["agreed"] == "not run (gated)" and rows[0]["rlvr_gain"] is None
     assert rows[0]["skipped_cost"] is None
 

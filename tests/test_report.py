@@ -61,18 +61,23 @@ def _training_log(root: Path, model: str, task: str, stage: str, seed: int | Non
     return d
 
 
-@pytest.fixture(params=["flat", "seeds"])
-def run(request, tmp_path) -> dict:
-    """Two models x (a two-category task and a binary task) x four stages; with a seed level, two seeds."""
-    seeds = [None] if request.param == "flat" else [0, 1]
+def _make_run(root: Path, seeds: list[int | None]) -> None:
+    """Two models x (a two-category task and a binary task) x four stages, per seed."""
     for seed in seeds:
         for m, shift in (("m1", 0), ("m2", 1)):
             for k, stage in enumerate(("baseline", "sft", "rlvr", "sft_rlvr")):
                 correct = [(i + k + shift + (seed or 0)) % 3 != 0 for i in range(12)]
-                _cell(tmp_path, m, "calc", stage, correct, seed)
-                _cell(tmp_path, m, "risk", stage, correct, seed, categories=("x",), binary=True)
+                _cell(root, m, "calc", stage, correct, seed)
+                _cell(root, m, "risk", stage, correct, seed, categories=("x",), binary=True)
                 if stage in ("rlvr", "sft_rlvr"):
-                    _training_log(tmp_path, m, "calc", stage, seed)
+                    _training_log(root, m, "calc", stage, seed)
+
+
+@pytest.fixture(params=["flat", "seeds"])
+def run(request, tmp_path) -> dict:
+    """A run without a seed level (the layout before seeds) or with one and two seeds."""
+    seeds = [None] if request.param == "flat" else [0, 1]
+    _make_run(tmp_path, seeds)
     return {"root": tmp_path, "seeds": seeds, "layout": request.param}
 
 
@@ -194,13 +199,13 @@ def test_figures_cli_names_an_unknown_figure(run, tmp_path):
 
 # --- pages ---
 
-def test_table_pages_render_the_tables_module_output(run, tmp_path):
-    one_seed = [str(c["path"]) for c in results.load_cells([run["root"] / "cells"]) if c["seed"] == 0]
-    written = tables.build(one_seed, tmp_path / "tables")
+def test_table_pages_render_the_tables_module_output(tmp_path):
+    _make_run(tmp_path / "run", [0])
+    written = tables.build([str(c["path"]) for c in results.load_cells([tmp_path / "run/cells"])], tmp_path / "tables")
     assert (tmp_path / "tables/main.md") in written
     page = pages.table_page(tmp_path / "tables/main.md", tmp_path / "main.html").read_text()
     caption, header, rows = pages.parse_markdown_table((tmp_path / "tables/main.md").read_text())
-    assert 'id="ehrmind-main"' in page and caption.startswith("Accuracy (%)") and len(rows) == 2 * 4
+    assert 'id="ehrmind-main"' in page and caption.startswith("The paper's headline metric") and len(rows) == 2 * 4
     marked = sum(c.endswith(("+", "-")) for r in rows for c in r[2:])
     assert page.count('class="sig"') == marked
     with pytest.raises(ValueError, match="no pipe table"):
@@ -218,7 +223,8 @@ def test_run_page_lists_config_and_provenance(run, tmp_path):
 # --- catalog and captions ---
 
 def _table_names(tasks, models):
-    return (["main", "significance", "classification", "transfer", "passk_cost", "passk_vs_rlvr_gain"]
+    return (["main", "main_seeds", "significance", "classification", "transfer", "ehr", "robustness", "passk_cost",
+             "passk_vs_rlvr_gain"]
             + [f"per_category_{t}" for t in tasks] + [f"passk_{m}" for m in models])
 
 

@@ -17,8 +17,8 @@ import pytest
 from tests.conftest import run_tiny_grid, skip_unless_required, table_files
 from tests.slurm.cluster import Cluster, missing_tools
 
-GPU_RULES = {"sft", "grpo", "evaluate", "transfer", "passk"}
-CPU_RULES = {"prepare_data", "prepare_model", "merge_train", "gate", "tables"}
+GPU_RULES = {"sft", "grpo", "evaluate", "transfer", "passk", "robustness"}
+CPU_RULES = {"prepare_data", "prepare_shuffled", "prepare_model", "merge_train", "gate", "expert", "tables"}
 PARTITION = "gpu"
 
 

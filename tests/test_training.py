@@ -132,3 +132,92 @@ def test_multi_task_examples_keep_their_own_task(tiny_model, tmp_path, monkeypat
     assert judged_by and all(by == owner for by, owner in judged_by)
     with pytest.raises(ValueError, match="names no task"):
         training._tasks(None, EXAMPLES)
+
+
+RESUMABLE_JOB = """
+import sys
+from ehrmind import training
+from ehrmind.methods.ehrmind import answer
+from tests.test_training import EXAMPLES, GRPO, REWARD, AddOne
+real = answer.judge   # a reward that varies within groups: a random tiny model never writes the format
+answer.judge = lambda task, text, gold, cfg, j=None: answer.Judged(
+    real(task, text, gold, cfg).parsed, real(task, text, gold, cfg).score, float(len(text) % 5))
+training.grpo(AddOne(), sys.argv[1], EXAMPLES, {**GRPO, "max_steps": 3, "save_steps": 1}, REWARD, 0,
+              training.Path(sys.argv[2]), training.Path(sys.argv[2] + "_logs"), "rlvr")
+"""
+
+
+def test_a_killed_grpo_job_resumes_from_its_checkpoint(tiny_model, tmp_path):
+    """kill -9 after the first checkpoint; the rerun continues from it (not step 0) and ends with
+    the weights of an uninterrupted run: rollouts are seeded by (seed, step), and the trainer
+    restores optimizer, scheduler and RNG states and skips the batches already seen."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    script = tmp_path / "job.py"
+    script.write_text(RESUMABLE_JOB)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def job(out: Path) -> list[str]:
+        return [sys.executable, str(script), str(tiny_model), str(out)]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(job(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = training.resume_dir(killed) / "checkpoint-1" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert state.exists(), "no checkpoint was written"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists()   # the output is written only at the end, atomically
+    subprocess.run(job(killed), env=env, cwd=REPO, check=True, capture_output=True)
+    summary = json.loads((tmp_path / "killed_logs" / "train_summary.json").read_text())
+    assert summary["resumed_from"] and summary["resumed_from"].endswith(("checkpoint-1", "checkpoint-2"))
+    assert summary["steps"] == 3 and not training.resume_dir(killed).exists()
+    whole = tmp_path / "whole"
+    subprocess.run(job(whole), env=env, cwd=REPO, check=True, capture_output=True)
+    assert _changed(_weights(tiny_model), _weights(whole)), "GRPO left the weights unchanged: nothing to compare"
+    assert not _changed(_weights(whole), _weights(killed)), "the resumed run ended with other weights"
+
+
+def test_shared_prompt_log_probabilities_equal_trls(tiny_model):
+    """Each group's prompt forwarded once gives TRL's per-token log-probs and entropies, and the
+    same gradients, on left-padded prompts of two lengths and right-padded completions."""
+    import torch
+    from trl.trainer.utils import add_fused_lm_head
+
+    from ehrmind.shared_prompt import prompt_runs, shared_prompt_logps
+    net, _ = models.load(tiny_model, for_generation=False, precision="fp32")
+    torch.manual_seed(0)
+    short, long = torch.randint(10, 500, (5,)), torch.randint(10, 500, (9,))
+    prompts = torch.zeros(6, 9, dtype=torch.long)
+    pmask = torch.zeros(6, 9, dtype=torch.long)
+    for row in range(6):
+        p = short if row < 3 else long
+        prompts[row, 9 - len(p):], pmask[row, 9 - len(p):] = p, 1
+    completions = torch.randint(10, 500, (6, 7))
+    cmask = torch.ones(6, 7, dtype=torch.long)
+    cmask[1, 4:] = 0
+    cmask[4, 2:] = 0
+    ids, mask = torch.cat([prompts, completions], 1), torch.cat([pmask, cmask], 1)
+    assert prompt_runs(prompts, pmask) == [(0, 3), (3, 6)]
+
+    ours, ours_h = shared_prompt_logps(net, ids, mask, 7, 0.7, compute_entropy=True)
+    (ours * cmask).sum().backward()
+    ours_grad = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad()
+    add_fused_lm_head(net, temperature=0.7, outputs=("log_probs", "entropy"))
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :-7] = -100
+    out = net(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    theirs, theirs_h = out.log_probs[:, -7:], out.entropy[:, -7:]
+    (theirs * cmask).sum().backward()
+    keep = cmask.bool()
+    assert torch.allclose(ours[keep], theirs[keep], atol=1e-4) and torch.allclose(ours_h[keep], theirs_h[keep], atol=1e-4)
+    for name, p in net.named_parameters():
+        assert torch.allclose(ours_grad[name], p.grad, atol=1e-4, rtol=1e-3), name

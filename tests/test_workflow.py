@@ -12,16 +12,18 @@ def test_every_table_cell_is_filled(tiny_run):
     _, results, cfg = tiny_run
     main = list(csv.DictReader(open(results / "tables/main.csv")))
     assert [(r["model"], r["stage"]) for r in main] == [(m, s) for m in cfg["models"] for s in cfg["stages"]]
-    for row in main:
-        assert all(v != "" for k, v in row.items() if not k.endswith("_p_holm_vs_baseline")), row
+    for row in main:   # one seed: no sd over seeds; the baseline has no test against itself
+        assert all(v != "" for k, v in row.items() if not k.endswith(("_p_holm_vs_baseline", "_sd_over_seeds"))), row
         for task in cfg["tasks"]:
             assert row[f"{task}_p_holm_vs_baseline"] != "" or row["stage"] == "baseline"
+    assert {main[0][f"{t}_metric"] for t in cfg["tasks"]} == {"accuracy", "balanced_accuracy", "auroc"}
     per = list(csv.DictReader(open(results / "tables/per_category_medcalc.csv")))
     assert set(per[0]) >= {"lab", "physical", "risk", "severity", "diagnosis", "date", "dosage"}
     assert all(v != "" for r in per for v in r.values())
     sig = list(csv.DictReader(open(results / "tables/significance.csv")))
-    assert sum(r["family"] == "stages" for r in sig) == 3 * 2 * 6  # per task, C(4,2) stage pairs per model
-    assert sum(r["family"] == "models" for r in sig) == 3 * 4      # per task, one model pair per stage
+    n_tasks = len(cfg["tasks"])
+    assert sum(r["family"] == "stages" for r in sig) == n_tasks * 2 * 6  # per task, C(4,2) stage pairs per model
+    assert sum(r["family"] == "models" for r in sig) == n_tasks * 4      # per task, one model pair per stage
     for ext in ("md", "tex"):
         assert (results / f"tables/main.{ext}").read_text().count("tiny-b") == 4
 
@@ -30,15 +32,35 @@ def test_transfer_matrix_is_complete(tiny_run):
     _, results, cfg = tiny_run
     rows = list(csv.DictReader(open(results / "tables/transfer.csv")))
     trained = ["sft", "rlvr", "sft_rlvr"]
+    text = [t for t in cfg["tasks"] if t != "tjh_mortality"]   # one structured task: nothing to transfer to
     assert [(r["model"], r["train_task"], r["stage"]) for r in rows] == [
-        (m, t, s) for m in cfg["models"] for t in [*cfg["tasks"], "multi"] for s in trained]
-    for row in rows:   # every checkpoint on every task, each compared with the baseline
-        assert all(row[f"{e}_{k}"] != "" for e in cfg["tasks"] for k in ("accuracy", "p_holm")), row
+        (m, t, s) for m in cfg["models"] for t in [*text, "multi"] for s in trained]
+    for row in rows:   # every checkpoint on every task of its family, each compared with the baseline
+        assert all(row[f"{e}_{k}"] != "" for e in text for k in ("value", "p_holm")), row
     cls = list(csv.DictReader(open(results / "tables/classification.csv")))
     assert len(cls) == 2 * 4 and all(r["trec_ct_balanced_accuracy"] != "" for r in cls)
-    assert all(r["ehrshot_auroc"] != "" for r in cls)
-    metrics = yaml.safe_load(open(results / "transfer/tiny-b/multi/sft/ehrshot/metrics.json"))
-    assert metrics["cell"] == {"model": "tiny-b", "task": "ehrshot", "stage": "sft", "train_task": "multi"}
+    assert all(r["ehrshot_auroc"] != "" and r["tjh_mortality_auroc"] != "" for r in cls)
+    metrics = yaml.safe_load(open(results / "transfer/tiny-b/multi/sft/seed0/ehrshot/metrics.json"))
+    assert metrics["cell"] == {"model": "tiny-b", "task": "ehrshot", "stage": "sft", "seed": "0", "train_task": "multi"}
+
+
+def test_structured_ehr_task_with_expert_and_robustness(tiny_run):
+    _, results, cfg = tiny_run
+    expert = yaml.safe_load(open(results / "experts/tjh_mortality/metrics.json"))
+    assert 0 <= expert["test"]["auroc"] <= 1 and expert["task"] == "tjh_mortality"
+    assert "precision_at_5" in expert["planted"]   # the embedded cohort's drivers are known
+    ranked = [yaml.safe_load(l) for l in open(results / "experts/tjh_mortality/ranked_features.jsonl")]
+    assert ranked and all(len(r["top_k"]) <= cfg["expert"].get("top_k", 5) for r in ranked)
+    ehr = list(csv.DictReader(open(results / "tables/ehr.csv")))
+    assert ehr[0]["model"] == "expert" and [r["method"] for r in ehr[1:5]] == cfg["stages"]
+    assert all(r["tjh_mortality_auroc_mean"] != "" for r in ehr)
+    robust = list(csv.DictReader(open(results / "tables/robustness.csv")))
+    assert [(r["model"], r["stage"]) for r in robust] == [(m, "sft_rlvr") for m in cfg["models"]]
+    assert all(r["shuffle_0.5"] != "" and r["shuffle_0"] != "" for r in robust)
+    shuffled = [yaml.safe_load(l) for l in open(results / "data/tjh_mortality/test_shuffle0.5.jsonl")]
+    plain = [yaml.safe_load(l) for l in open(results / "data/tjh_mortality/test.jsonl")]
+    assert [e["id"] for e in shuffled] == [e["id"] for e in plain]
+    assert any(a["fields"]["record"] != b["fields"]["record"] for a, b in zip(shuffled, plain))
 
 
 def test_passk_audit_tables(tiny_run):
@@ -50,11 +72,36 @@ def test_passk_audit_tables(tiny_run):
         for r in rows[:-1]:   # every task's own pipelines ran: a verdict
             assert r["agreed"] in ("yes", "no", "tie") and r["rlvr_gain"] != "" and r["sft_rlvr_gain"] != ""
     costs = list(csv.DictReader(open(results / "tables/passk_cost.csv")))
-    assert len(costs) == 2 * 4 and all(int(r["passk_generated_tokens"]) > 0 for r in costs)
+    assert len(costs) == 2 * (len(cfg["tasks"]) + 1) and all(int(r["passk_generated_tokens"]) > 0 for r in costs)
     assert all(float(r["skipped_wall_time_s"]) > 0 for r in costs)
     assert (results / "tables/passk_vs_rlvr_gain.png").stat().st_size > 0
     samples = [l for l in open(results / "passk/tiny-a/medcalc/samples.jsonl")]
     assert len(samples) == 7 and all(len(yaml.safe_load(l)["samples"]) == 2 for l in samples)
+
+
+def test_reproduction_verdict_on_the_same_run(tiny_run):
+    from ehrmind import reproduce
+    _, results, _ = tiny_run
+    result = reproduce.compare(results, results)
+    assert result["verdict"] == "reproduced within noise" and result["identical_bytes"] == result["cells_compared"]
+    assert "REPRODUCED WITHIN NOISE" in reproduce.report(result)
+
+
+def test_seeds_axis(tmp_path, model_cache):
+    """Two run seeds: every trained stage per seed, the greedy baseline once; mean ± sd in the
+    main table, one row per seed in main_seeds, the stage tests pooled over seeds."""
+    tasks = yaml.safe_load((REPO / "workflow/config/tiny.yaml").read_text())["tasks"]
+    _, results, _ = _run(tmp_path, model_cache, models={"tiny-a": "tiny:1"}, tasks={"medcalc": tasks["medcalc"]},
+                         seeds=[0, 1], transfer={"enabled": False}, passk={"enabled": False})
+    cells = sorted(str(p.relative_to(results / "cells")) for p in (results / "cells").glob("*/*/*/*"))
+    assert cells == ["tiny-a/medcalc/baseline/seed0"] + [f"tiny-a/medcalc/{s}/seed{k}" for s in
+                                                          ("rlvr", "sft", "sft_rlvr") for k in (0, 1)]
+    main = {r["stage"]: r for r in csv.DictReader(open(results / "tables/main.csv"))}
+    assert main["baseline"]["medcalc_seeds"] == "1" and main["sft"]["medcalc_seeds"] == "2"
+    assert main["sft"]["medcalc_sd_over_seeds"] != ""
+    seeds = [(r["stage"], r["seed"]) for r in csv.DictReader(open(results / "tables/main_seeds.csv"))]
+    assert ("sft", "1") in seeds and ("baseline", "1") not in seeds
+    assert (results / "training/tiny-a/medcalc/sft/seed1/train_summary.json").exists()
 
 
 def test_a_new_gate_threshold_reuses_the_stored_samples(tiny_run, tmp_path):
@@ -78,16 +125,16 @@ def test_gated_mode_runs_only_the_chosen_pipeline(tmp_path, model_cache):
                               passk={"mode": "gated", "k": 2, "n": 2, "items_per_category": 1,
                                      "thresholds": {"medcalc": 0.0, "trec_ct": 1.0, "multi": 1.0}})
     models = results / "models/tiny-a"
-    assert (models / "medcalc/rlvr").is_dir() and not (models / "medcalc/sft_rlvr").exists()
+    assert (models / "medcalc/rlvr/seed0").is_dir() and not (models / "medcalc/sft_rlvr").exists()
     assert not (models / "medcalc/sft").exists()
     for task in ("trec_ct", "multi"):
-        assert (models / f"{task}/sft_rlvr").is_dir() and not (models / f"{task}/rlvr").exists()
+        assert (models / f"{task}/sft_rlvr/seed0").is_dir() and not (models / f"{task}/rlvr").exists()
     rows = {r["task"]: r for r in csv.DictReader(open(results / "tables/passk_tiny-a.csv")) if r["category"] == "all"}
     assert {t: r["decision"] for t, r in rows.items()} == {"medcalc": "rlvr", "trec_ct": "sft_rlvr", "multi": "sft_rlvr"}
     assert rows["medcalc"]["agreed"] == "not run (gated)" and rows["medcalc"]["rlvr_gain"] != ""
     main = {r["stage"]: r for r in csv.DictReader(open(results / "tables/main.csv"))}
-    assert main["rlvr"]["medcalc_accuracy"] != "" and main["rlvr"]["trec_ct_accuracy"] == ""
-    assert main["sft_rlvr"]["trec_ct_accuracy"] != "" and main["sft_rlvr"]["medcalc_accuracy"] == ""
+    assert main["rlvr"]["medcalc_value"] != "" and main["rlvr"]["trec_ct_value"] == ""
+    assert main["sft_rlvr"]["trec_ct_value"] != "" and main["sft_rlvr"]["medcalc_value"] == ""
     transfer = {(r["train_task"], r["stage"]) for r in csv.DictReader(open(results / "tables/transfer.csv"))}
     assert transfer == {("medcalc", "rlvr"), ("trec_ct", "sft_rlvr"), ("multi", "sft_rlvr")}
     proc = _snakemake(config, "--dry-run")
@@ -96,13 +143,14 @@ def test_gated_mode_runs_only_the_chosen_pipeline(tmp_path, model_cache):
 
 def test_cells_hold_predictions_and_provenance(tiny_run):
     _, results, _ = tiny_run
-    cell = results / "cells/tiny-a/medcalc/sft_rlvr"
+    cell = results / "cells/tiny-a/medcalc/sft_rlvr/seed0"
     preds = [l for l in open(cell / "predictions.jsonl")]
     metrics = yaml.safe_load(open(cell / "metrics.json"))
     assert len(preds) == metrics["n"] == 7
-    assert metrics["cell"] == {"model": "tiny-a", "task": "medcalc", "stage": "sft_rlvr"}
-    assert metrics["provenance"]["packages"]["trl"] and metrics["provenance"]["device"]["device"]
-    assert (results / "training/tiny-a/medcalc/sft/training_curves.png").exists()
+    assert metrics["cell"] == {"model": "tiny-a", "task": "medcalc", "stage": "sft_rlvr", "seed": "0"}
+    assert metrics["headline"]["metric"] == "accuracy" and metrics["prefill"].endswith("<think>")
+    assert metrics["provenance"]["packages"]["trl"] and metrics["provenance"]["device"]["isa"] is not None
+    assert (results / "training/tiny-a/medcalc/sft/seed0/training_curves.png").exists()
 
 
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):

@@ -1,5 +1,5 @@
 """Where each table and figure sits in the report: category, subcategory, labels and the
-caption file (workflow/report/<caption>). workflow/rules/report.smk wraps every table and
+caption file (workflow/report/<caption>). workflow/rules/report_common.smk wraps every table and
 figure with Snakemake's report() flag from these entries, so a new table lands in its
 category by its name alone (`eagrl_*` under EAG-RL; a name not known here under Other).
 
@@ -31,6 +31,8 @@ def entry(path: str | Path) -> dict[str, Any]:
     name = Path(p).stem
     if name == "main":
         return _entry(MAIN, "Accuracy", "Main table: accuracy by model and stage", "main.rst", p)
+    if name == "main_seeds":
+        return _entry(MAIN, "Accuracy", "Main table, one row per seed", "main_seeds.rst", p)
     if name == "significance":
         return _entry(MAIN, "Significance tests", "All paired comparisons", "significance.rst", p)
     if name == "classification":
@@ -62,8 +64,13 @@ def entry(path: str | Path) -> dict[str, Any]:
     if name.startswith("training_"):
         model = name[len("training_"):]
         return _entry(TRAINING, "GRPO training curves", f"All GRPO jobs of {model}", "training.rst", p)
+    if name == "ehr":
+        return _entry(EAGRL, "Structured-EHR tasks", "AUROC and AUPRC with the expert's row", "ehr.rst", p)
+    if name == "robustness":
+        return _entry(EAGRL, "Robustness to the feature order", "Headline metric with the feature order shuffled",
+                      "robustness.rst", p)
     if name.startswith("eagrl"):
-        return _entry(EAGRL, "Tables", name, "eagrl.rst", p)
+        return _entry(EAGRL, "EAG-RL method", name, "eagrl.rst", p)
     if name == "run":
         return _entry(RUN, "Configuration and versions", "Run configuration, package versions, commit, device",
                       "run.rst", p)

@@ -29,6 +29,7 @@ def _ehr(name: str):
 _REGISTRY = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot,
              **{name: _ehr(name) for name in ("tjh_mortality", "mimic4_mortality", "mimic4_readmission")}}
 TASK_NAMES = tuple(_REGISTRY)
+STRUCTURED = ("tjh_mortality", "mimic4_mortality", "mimic4_readmission")   # EAG-RL's structured-EHR tasks
 MULTI = "multi"   # training-only task: the union of the grid's training sets
 
 
@@ -39,4 +40,5 @@ def get_task(name: str) -> Task:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}") from None
 
 
-__all__ = ["ClassificationTask", "DataError", "Example", "MULTI", "Score", "Task", "TASK_NAMES", "get_task"]
+__all__ = ["ClassificationTask", "DataError", "Example", "MULTI", "STRUCTURED", "Score", "Task", "TASK_NAMES",
+           "get_task"]

@@ -54,6 +54,7 @@ class Task(Protocol):
     name: str
     prompt: PromptTemplate         # EHRMind's prompt for this task (methods/ehrmind/prompts.py)
     answer_keys: tuple[str, ...]   # keys the answer JSON must have (a missing one is a format error)
+    headline: str                  # the paper's main metric: accuracy, balanced_accuracy or auroc
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         """Return the examples of `split` ("train" or "test").

@@ -5,7 +5,8 @@ import re
 import shlex
 
 from ehrmind import config as run_config
-from ehrmind.tasks import MULTI
+from ehrmind import exact
+from ehrmind.tasks import MULTI, STRUCTURED
 
 DEFAULT_CONFIG = "workflow/config/embedded.yaml"   # used when no --configfile is given
 
@@ -18,16 +19,24 @@ config.clear()
 config.update(_validated)
 
 R = config["results_dir"].rstrip("/")
-SEED = config["seed"]
+DATA_SEED = config["seed"]          # the data: splits and generated items, the same for every run seed
+SEEDS = config["seeds"]             # the runs: training, sampling; tables show mean ± sd over them
 MODELS = list(config["models"])
 TASKS = list(config["tasks"])
 STAGES = config["stages"]
-# Cross-task transfer needs at least two tasks; `multi` trains on the union of their training sets.
-TRANSFER = config["transfer"]["enabled"] and len(TASKS) > 1
-TRAIN_TASKS = TASKS + ([MULTI] if TRANSFER and config["transfer"]["multi"] else [])
+EHR_TASKS = [t for t in TASKS if t in STRUCTURED]
+# Cross-task transfer: each checkpoint on the other tasks of its family (the EHRMind text tasks;
+# the structured-EHR tasks); `multi` trains on the union of the text tasks' training sets.
+FAMILIES = [f for f in ([t for t in TASKS if t not in STRUCTURED], EHR_TASKS) if len(f) > 1]
+TRANSFER = config["transfer"]["enabled"] and bool(FAMILIES)
+MULTI_TASKS = [t for t in TASKS if t not in STRUCTURED]
+TRAIN_TASKS = TASKS + ([MULTI] if TRANSFER and config["transfer"]["multi"] and len(MULTI_TASKS) > 1 else [])
 # The Pass@k gate: `audit` runs rlvr and sft_rlvr and checks the gate's choice; `gated` runs only the choice.
 PASSK = config["passk"]["enabled"]
 GATED = PASSK and config["passk"]["mode"] == "gated"
+ROBUSTNESS = config["robustness"]["shuffle_fractions"] if EHR_TASKS else []
+# Exact mode's variables, set before Python starts in every job that loads a model.
+JOB_ENV = exact.shell_prefix() if config["exact"] else ""
 # Flags shared by every rule that loads a model.
 MODEL_FLAGS = f"--precision {config['precision']}" + (" --trust-remote-code" if config["trust_remote_code"] else "")
 
@@ -40,6 +49,7 @@ wildcard_constraints:
     model=_alternatives(MODELS),
     task=_alternatives(TRAIN_TASKS),
     stage=_alternatives(["baseline", "sft", "rlvr", "sft_rlvr"]),
+    seed=r"\d+",
 
 
 def as_arg(obj):
@@ -47,27 +57,37 @@ def as_arg(obj):
     return shlex.quote(json.dumps(obj, sort_keys=True))
 
 
-GENERATION_KEYS = ("max_new_tokens", "max_prompt_tokens")   # per-task overrides, not data settings
+TASK_KEYS = ("max_new_tokens", "max_prompt_tokens", "sft", "grpo")   # per-task overrides, not data settings
 
 
 def data_settings(task):
-    """The task block without its generation overrides, so changing those reruns no data job."""
-    return {k: v for k, v in config["tasks"][task].items() if k not in GENERATION_KEYS}
+    """The task block without its generation and training overrides, so changing those reruns no data job."""
+    return {k: v for k, v in config["tasks"][task].items() if k not in TASK_KEYS}
 
 
 def gen_settings(task):
     """The generation block with the task's own max_new_tokens / max_prompt_tokens."""
-    overrides = {k: config["tasks"][task].get(k) for k in GENERATION_KEYS}
+    overrides = {k: config["tasks"][task].get(k) for k in ("max_new_tokens", "max_prompt_tokens")}
     return {**config["generation"], **{k: v for k, v in overrides.items() if v is not None}}
 
 
+def _tasks_of(task):
+    return MULTI_TASKS if task == MULTI else [task]
+
+
+def sft_settings(task):
+    """The sft block with the task's own `sft:` overrides (EHRMind's per-task scripts differ)."""
+    return {**config["sft"], **config["tasks"].get(task, {}).get("sft", {})}
+
+
 def grpo_settings(task):
-    """The grpo block; rollouts are as long as the task's evaluation answers and prompts as its
-    evaluation prompts (the longest for multi)."""
-    tasks = TASKS if task == MULTI else [task]
+    """The grpo block with the task's own `grpo:` overrides; rollouts are as long as the task's
+    evaluation answers and prompts as its evaluation prompts (the longest for multi)."""
+    tasks = _tasks_of(task)
     length = max(config["tasks"][t].get("max_new_tokens") or config["grpo"]["max_completion_length"] for t in tasks)
     prompt = max(gen_settings(t)["max_prompt_tokens"] for t in tasks)
-    return {**config["grpo"], "max_completion_length": length, "max_prompt_length": prompt}
+    own = config["tasks"].get(task, {}).get("grpo", {})
+    return {**config["grpo"], "max_completion_length": length, "max_prompt_length": prompt, **own}
 
 
 def passk_settings(task):
@@ -75,7 +95,8 @@ def passk_settings(task):
     p, g = config["passk"], gen_settings(task)
     keys = ("n", "k", "temperature", "top_p", "items_per_category")
     return {**{k: p[k] for k in keys}, "batch_size": p["batch_size"] or g["batch_size"],
-            "max_new_tokens": g["max_new_tokens"], "max_prompt_tokens": g["max_prompt_tokens"]}
+            "max_new_tokens": g["max_new_tokens"], "max_prompt_tokens": g["max_prompt_tokens"],
+            "backend": g["backend"], "vllm": g["vllm"]}
 
 
 def gate_settings():
@@ -95,6 +116,12 @@ def rl_stages(model, task):
 
 def stages_run(model, task):
     return [s for s in STAGES if s in ("baseline", "sft")] + rl_stages(model, task)
+
+
+def seeds_of(stage):
+    """Run seeds of a stage: a greedy baseline is the same for every seed, so it runs once."""
+    greedy = config["generation"]["temperature"] == 0
+    return SEEDS[:1] if stage == "baseline" and greedy else SEEDS
 
 
 def job_resources():
@@ -119,22 +146,41 @@ def model_for(stage):
     """Input checkpoint of a stage: the base model for baseline, else the trained checkpoint."""
     if stage == "baseline":
         return f"{R}/models/{{model}}/base.json"
-    return f"{R}/models/{{model}}/{{task}}/{stage}"
+    return f"{R}/models/{{model}}/{{task}}/{stage}/seed{{seed}}"
+
+
+def checkpoints_run(tasks):
+    """(model, task, stage, seed) of every trained checkpoint of these training tasks."""
+    return [(m, t, s, seed) for m in MODELS for t in tasks for s in stages_run(m, t) if s != "baseline"
+            for seed in seeds_of(s)]
 
 
 def all_cells(wildcards=None):
-    return [f"{R}/cells/{m}/{t}/{s}/metrics.json" for m in MODELS for t in TASKS for s in stages_run(m, t)]
+    return [f"{R}/cells/{m}/{t}/{s}/seed{seed}/metrics.json"
+            for m in MODELS for t in TASKS for s in stages_run(m, t) for seed in seeds_of(s)]
 
 
 def eval_tasks(train_task):
     """Tasks a checkpoint is evaluated on in the transfer matrix (its own task is a main cell)."""
-    return [t for t in TASKS if t != train_task]
+    family = next((f for f in FAMILIES if train_task in f), MULTI_TASKS if train_task == MULTI else [])
+    return [t for t in family if t != train_task]
 
 
 def transfer_dirs(wildcards=None):
     if not TRANSFER:
         return []
-    return [f"{R}/transfer/{m}/{t}/{s}" for m in MODELS for t in TRAIN_TASKS for s in stages_run(m, t) if s != "baseline"]
+    return [f"{R}/transfer/{m}/{t}/{s}/seed{seed}" for m, t, s, seed in checkpoints_run(TRAIN_TASKS)
+            if eval_tasks(t)]
+
+
+def robustness_files(wildcards=None):
+    return [f"{R}/robustness/{m}/{t}/{s}/seed{seed}/shuffle{f}/metrics.json"
+            for m, t, s, seed in checkpoints_run(EHR_TASKS) if s in config["robustness"]["stages"]
+            for f in ROBUSTNESS]
+
+
+def expert_files(wildcards=None):
+    return [f"{R}/experts/{t}/metrics.json" for t in EHR_TASKS] if config["expert"]["enabled"] else []
 
 
 def gate_files(wildcards=None):
@@ -145,12 +191,14 @@ def training_dirs(wildcards=None):
     """Training logs of every checkpoint (the pass@k cost table reads their wall time and tokens)."""
     if not PASSK:
         return []
-    return [f"{R}/training/{m}/{t}/{s}" for m in MODELS for t in TRAIN_TASKS for s in stages_run(m, t) if s != "baseline"]
+    return [f"{R}/training/{m}/{t}/{s}/seed{seed}" for m, t, s, seed in checkpoints_run(TRAIN_TASKS)]
 
 
 def table_files():
-    names = ["main", "significance", "classification"] + [f"per_category_{t}" for t in TASKS]
+    names = ["main", "main_seeds", "significance", "classification"] + [f"per_category_{t}" for t in TASKS]
     names += ["transfer"] if TRANSFER else []
+    names += ["ehr"] if EHR_TASKS else []
+    names += ["robustness"] if ROBUSTNESS and config["robustness"]["stages"] else []
     names += [f"passk_{m}" for m in MODELS] + ["passk_cost", "passk_vs_rlvr_gain"] if PASSK else []
     files = [f"{R}/tables/{n}.{ext}" for n in names for ext in ("md", "tex", "csv")]
     return files + ([f"{R}/tables/passk_vs_rlvr_gain.png"] if PASSK else [])

@@ -4,7 +4,7 @@ rule prepare_data:
         test=f"{R}/data/{{task}}/test.jsonl",
     params:
         data=lambda w: as_arg(data_settings(w.task)),
-        seed=SEED,
+        seed=DATA_SEED,
     wildcard_constraints:
         task=_alternatives(TASKS),
     log:
@@ -14,9 +14,26 @@ rule prepare_data:
         " --train-out {output.train} --test-out {output.test} 2>&1 | tee {log}"
 
 
+# The test records again with a share of the features' order shuffled (EAG-RL's robustness experiment).
+rule prepare_shuffled:
+    output:
+        f"{R}/data/{{task}}/test_shuffle{{fraction}}.jsonl",
+    params:
+        data=lambda w: as_arg({**data_settings(w.task), "shuffle_fraction": float(w.fraction)}),
+        seed=DATA_SEED,
+    wildcard_constraints:
+        task=_alternatives(EHR_TASKS) if EHR_TASKS else "none",
+        fraction=r"[0-9.]+",
+    log:
+        f"{R}/logs/prepare_data/{{task}}_shuffle{{fraction}}.log",
+    shell:
+        "ehrmind prepare-data --task {wildcards.task} --data {params.data} --seed {params.seed}"
+        " --test-out {output} 2>&1 | tee {log}"
+
+
 rule merge_train:
     input:
-        [f"{R}/data/{t}/train.jsonl" for t in TASKS],
+        [f"{R}/data/{t}/train.jsonl" for t in MULTI_TASKS],
     output:
         f"{R}/data/{MULTI}/train.jsonl",
     log:

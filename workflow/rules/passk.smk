@@ -14,8 +14,9 @@ rule passk:
     params:
         settings=lambda w: as_arg(passk_settings(w.task)),
         reward=as_arg(config["reward"]),
-        seed=SEED,
+        seed=DATA_SEED,
         model_flags=MODEL_FLAGS,
+        env=JOB_ENV,
         out=lambda w, output: os.path.dirname(output.samples),
     threads: job_threads()
     priority: 3 if GATED else 0   # gated: training waits for the gate; audit: SFT (the critical path) first
@@ -24,7 +25,7 @@ rule passk:
     log:
         f"{R}/logs/passk/{{model}}/{{task}}.log",
     shell:
-        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} ehrmind passk --model {input.model} --train {input.train}"
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} {params.env} ehrmind passk --model {input.model} --train {input.train}"
         " --settings {params.settings} --reward {params.reward} --seed {params.seed} {params.model_flags}"
         " --out {params.out} 2>&1 | tee {log}"
 

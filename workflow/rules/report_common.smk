@@ -47,5 +47,6 @@ def report_files():
 
 
 def grpo_log_dirs(wildcards=None):
-    """Training log folders of the GRPO jobs (rl_stages reads the gate in gated mode)."""
-    return [f"{R}/training/{m}/{t}/{s}" for m in MODELS for t in TRAIN_TASKS for s in rl_stages(m, t)]
+    """Training log folders of the GRPO jobs, every seed (in gated mode the gate decides which run)."""
+    return [f"{R}/training/{m}/{t}/{s}/seed{seed}" for m, t, s, seed in checkpoints_run(TRAIN_TASKS)
+            if s in ("rlvr", "sft_rlvr")]

@@ -4,13 +4,18 @@ rule tables:
         transfer=transfer_dirs,
         passk=gate_files,
         training=training_dirs,
+        experts=expert_files,
+        robustness=robustness_files,
     output:
-        reported_tables(table_files()),   # report(): workflow/rules/report.smk
+        reported_tables(table_files()),   # report(): workflow/rules/report_common.smk
     params:
-        seed=SEED,
+        seed=DATA_SEED,
+        n_resamples=config["bootstrap_resamples"],
+        robustness="--robustness" if ROBUSTNESS and config["robustness"]["stages"] else "",
         out=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/tables.log",
     shell:
-        "ehrmind tables {input.cells} --transfer {input.transfer}"
-        " --passk {input.passk} --training {input.training} --out {params.out} --seed {params.seed} 2>&1 | tee {log}"
+        "ehrmind tables {input.cells} --transfer {input.transfer} --passk {input.passk} --training {input.training}"
+        " --experts {input.experts} {params.robustness} {input.robustness} --n-resamples {params.n_resamples}"
+        " --out {params.out} --seed {params.seed} 2>&1 | tee {log}"

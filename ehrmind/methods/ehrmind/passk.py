@@ -59,7 +59,8 @@ def sample(model: str, examples: list[Example], settings: dict[str, Any], reward
     started = time.perf_counter()
     # batch_size counts sequences: a batch holds batch_size // n items, each prompt encoded once for its n samples.
     backend = generation.load(model, settings.get("backend", "auto"), precision=precision,
-                              trust_remote_code=trust_remote_code, batch_size=max(settings["batch_size"], n))
+                              trust_remote_code=trust_remote_code, batch_size=max(settings["batch_size"], n),
+                              engine_args=settings.get("vllm"))
     encoded, _ = encode_prompts(backend.tokenizer, [(tasks[ex.task], ex) for ex in items],
                                 settings["max_prompt_tokens"])
     outputs = backend.generate(encoded, SamplingSpec(max_new_tokens=settings["max_new_tokens"], n=n,

@@ -18,11 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ehrmind import stats
-from ehrmind.tables import _num
+from ehrmind import tables
 from ehrmind.io import read_json
+from ehrmind.tables import _num
 
-Cell = dict[str, Any]
+Grid = dict[tuple[str, str, str], list[dict[str, Any]]]   # (model, task, stage) -> its cells, one per seed
 PIPELINES = {"rlvr": ("rlvr",), "sft_rlvr": ("sft", "sft_rlvr")}   # training jobs of each pipeline
 
 
@@ -38,14 +38,18 @@ def load_gates(paths: list[str]) -> list[dict[str, Any]]:
 
 
 def load_training(dirs: list[str]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """train_summary.json of each training log dir, keyed by the layout's <model>/<task>/<stage>."""
-    out = {}
+    """train_summary.json of each training log dir <model>/<task>/<stage>/seed<S>, keyed by
+    (model, task, stage); several seeds add up (the cost of running that stage)."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for d in dirs:
         path = Path(d) / "train_summary.json"
         if not path.exists():
-            raise ValueError(f"{d}: no train_summary.json; expected a training log dir <model>/<task>/<stage>")
-        model, task, stage = Path(d).parts[-3:]
-        out[(model, task, stage)] = read_json(path)
+            raise ValueError(f"{d}: no train_summary.json; expected a training log dir <model>/<task>/<stage>/seed<S>")
+        model, task, stage = Path(d).parts[-4:-1]
+        summary = read_json(path)
+        seen = out.setdefault((model, task, stage), {"wall_time_s": 0.0, "generated_tokens": 0})
+        seen["wall_time_s"] += summary["wall_time_s"]
+        seen["generated_tokens"] += summary.get("generated_tokens", 0)
     return out
 
 
@@ -53,30 +57,30 @@ def _pts(x: float | None, signed: bool = False) -> str:
     return "–" if x is None else f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
 
 
-def _acc(cell: Cell | None, per_category: str | None = None) -> float | None:
-    if cell is None:
+def _score(cells: list | None, per_category: str | None = None) -> float | None:
+    """The headline metric over seeds; per category, accuracy (the categories' own metric)."""
+    if not cells:
         return None
     if per_category is None:
-        return cell["accuracy"]
-    found = cell["per_category"].get(per_category)
-    return None if found is None else found["accuracy"]
+        return tables.value(cells)
+    found = [c["per_category"][per_category]["accuracy"] for c in cells if per_category in c["per_category"]]
+    return sum(found) / len(found) if found else None
 
 
-def _gain(grid: dict, model: str, task: str, stage: str, category: str | None = None) -> float | None:
-    base, trained = _acc(grid.get((model, task, "baseline")), category), _acc(grid.get((model, task, stage)), category)
+def _gain(grid: Grid, model: str, task: str, stage: str, category: str | None = None) -> float | None:
+    base, trained = _score(grid.get((model, task, "baseline")), category), _score(grid.get((model, task, stage)), category)
     return None if base is None or trained is None else trained - base
 
 
-def _verdict(grid: dict, model: str, task: str, decision: str) -> tuple[str, str, dict[str, Any] | None]:
+def _verdict(grid: Grid, model: str, task: str, decision: str) -> tuple[str, str, dict[str, Any] | None]:
     """Which of rlvr / sft_rlvr scored higher on the test split, and whether the gate picked it."""
     a, b = grid.get((model, task, "rlvr")), grid.get((model, task, "sft_rlvr"))
     if a is None or b is None:
         return "–", "not run (gated)" if (a or b) else "–", None
-    ids = sorted(a["items"])
-    test = stats.mcnemar_exact([a["items"][i] for i in ids], [b["items"][i] for i in ids])
-    if a["accuracy"] == b["accuracy"]:
+    test = tables.test(a, b)
+    if tables.value(a) == tables.value(b):
         return "tie", "tie", test
-    better = "rlvr" if a["accuracy"] > b["accuracy"] else "sft_rlvr"
+    better = "rlvr" if tables.value(a) > tables.value(b) else "sft_rlvr"
     return better, "yes" if decision == better else "no", test
 
 
@@ -92,9 +96,8 @@ def _cost_text(cost: dict[str, float] | None) -> str:
     return "–" if cost is None else f"{cost['wall_time_s']:,.0f} s, {cost['generated_tokens']:,} tok"
 
 
-def passk_rows(gates: list[dict], cells: list[Cell], training: dict) -> list[dict[str, Any]]:
+def passk_rows(gates: list[dict], grid: Grid, training: dict) -> list[dict[str, Any]]:
     """One record per model x training task (category "all") and per category."""
-    grid = {(c["cell"]["model"], c["cell"]["task"], c["cell"]["stage"]): c for c in cells}
     records = []
     for g in gates:
         m, t = g["cell"]["model"], g["cell"]["train_task"]
@@ -123,17 +126,16 @@ def _figures(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in keys}
 
 
-def gain_points(gates: list[dict], cells: list[Cell]) -> list[dict[str, Any]]:
+def gain_points(gates: list[dict], grid: Grid) -> list[dict[str, Any]]:
     """(pass@k, RLVR-only gain) per model x task x category where the base model's
     training categories match the test categories, else per model x task."""
-    grid = {(c["cell"]["model"], c["cell"]["task"], c["cell"]["stage"]): c for c in cells}
     points = []
     for g in gates:
         m, t = g["cell"]["model"], g["cell"]["train_task"]
         test = grid.get((m, t, "rlvr"))
         if test is None or (m, t, "baseline") not in grid:
             continue   # multi, or rlvr not run
-        shared = [cat for cat in g["per_category"].values() if cat["category"] in test["per_category"]]
+        shared = [cat for cat in g["per_category"].values() if cat["category"] in test[0]["per_category"]]
         for cat in shared or [{"category": "all", "pass_at_k": g["pass_at_k"]}]:
             c = None if cat["category"] == "all" else cat["category"]
             points.append({"model": m, "task": t, "category": cat["category"], "pass_at_k": cat["pass_at_k"],
@@ -186,10 +188,10 @@ def fit_text(f: dict[str, Any]) -> str:
             f"(n = {f['n']}, p = {f['p_value']:.3g})")
 
 
-def write(gates: list[dict], cells: list[Cell], training: dict, out: Path, writer) -> list[Path]:
+def write(gates: list[dict], grid: Grid, training: dict, out: Path, writer) -> list[Path]:
     """passk_<model> tables, the points table and the PNG. `writer` is tables._write."""
     from ehrmind import plots
-    records = passk_rows(gates, cells, training)
+    records = passk_rows(gates, grid, training)
     written: list[Path] = []
     headers = ["Task", "Category", "Items", "Format %", "pass@1 %", "pass@k %", "reliable pass@k %", "Entropy",
                "Gate value %", "Decision", "RLVR Δ pts", "SFT+RLVR Δ pts", "Better on test", "Gate right?"]
@@ -202,7 +204,7 @@ def write(gates: list[dict], cells: list[Cell], training: dict, out: Path, write
             top = r["category"] == "all"
             verdict = r.get("agreed", "")
             if top and r.get("p_rlvr_vs_sft_rlvr") is not None and verdict in ("yes", "no"):
-                verdict += f" (McNemar p = {r['p_rlvr_vs_sft_rlvr']:.3g})"
+                verdict += f" (p = {r['p_rlvr_vs_sft_rlvr']:.3g})"
             rows.append([r["task"] if top else "", r["category"], r["items"], _pts(r["format_rate"]),
                          _pts(r["pass_at_1"]), _pts(r["pass_at_k"]), _pts(r["reliable_pass_at_k"]),
                          _num(r["entropy"], 2), _pts(r["gate_value"]), _decision_text(r) if top else "", _pts(r["rlvr_gain"], True), _pts(r["sft_rlvr_gain"], True),
@@ -213,11 +215,12 @@ def write(gates: list[dict], cells: list[Cell], training: dict, out: Path, write
                           f"Format: share of samples whose answer the scorer could read. Entropy: of the "
                           f"samples' answers, nats, mean over items. Gate value: mean over items of the "
                           f"reliable pass@k where a rule covers the category, else pass@k; below the "
-                          f"threshold, SFT runs first (sft_rlvr). multi pools the tasks' samples. Δ: test accuracy minus the baseline's, in points. Gate right?: whether "
-                          f"the decision is the stage that scored higher on the test split (exact McNemar p "
-                          f"between the two). Costs are in passk_cost.")
+                          f"threshold, SFT runs first (sft_rlvr). multi pools the tasks' samples. Δ: the test "
+                          f"split's headline metric minus the baseline's, in points (per category: accuracy). "
+                          f"Gate right?: whether the decision is the stage that scored higher on the test split "
+                          f"(p of the paired test between the two, seeds pooled). Costs are in passk_cost.")
     written += _cost_table([r for r in records if r["category"] == "all"], out, writer)
-    points = gain_points(gates, cells)
+    points = gain_points(gates, grid)
     line = fit(points)
     keys = ["model", "task", "category", "pass_at_k", "rlvr_gain"]
     written += writer(out, "passk_vs_rlvr_gain", ["Model", "Task", "Category", "pass@k %", "RLVR Δ pts"],

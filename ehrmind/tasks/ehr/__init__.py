@@ -138,6 +138,7 @@ class EhrTask:
     label_key = "probability"     # the answer JSON key; holds a probability, not a class index
     prompt = PROMPT
     answer_keys = ("probability",)
+    headline = "auroc"   # EAG-RL's (with AUPRC), from the stated probability
 
     def __init__(self, name: str):
         self.spec = SPECS[name]

@@ -196,6 +196,8 @@ class EhrshotTask:
     label_key = "label"
     prompt = PROMPT
     answer_keys = ("prediction", "label")
+    # EHRMind's test score weights a correct answer by inverse class frequency: balanced accuracy
+    headline = "balanced_accuracy"
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         if split not in SPLITS:

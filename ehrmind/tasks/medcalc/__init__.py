@@ -76,6 +76,7 @@ class MedCalcTask:
     name = "medcalc"
     prompt = PROMPT
     answer_keys = ("answer",)
+    headline = "accuracy"
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         if split not in SPLITS:

@@ -183,6 +183,7 @@ class TrecCTTask:
     label_key = "idx"
     prompt = PROMPT
     answer_keys = ("prediction", "idx")
+    headline = "accuracy"   # EHRMind's; macro-F1 and kappa beside it in the classification table
 
     def load_split(self, split: str, data_cfg: dict[str, Any], seed: int) -> list[Example]:
         if split not in SPLITS:
