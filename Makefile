@@ -9,8 +9,9 @@ export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 
 REFERENCE := results/reference/embedded
 CONFIG    ?= workflow/config/paper.yaml
+REPORT    ?= results/embedded/report.html
 
-.PHONY: help setup reproduce reference test bench lint dag clean container prefetch gpu-check
+.PHONY: help setup reproduce report reference test bench lint dag clean container prefetch gpu-check
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -26,9 +27,15 @@ $(VENV)/.installed: envs/requirements-cpu.txt envs/requirements-embedded.txt pyp
 reproduce: setup  ## run the whole embedded grid (CPU, offline) and build the tables
 	$(BIN)/ehrmind unlock-stale --directory .   # a lock left by a killed run, never a live run's
 	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES)
-	@echo; echo "Tables: results/embedded/tables/ (.md .tex .csv; see README, 'The reference result')"
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --report $(REPORT)
+	@echo; echo "Report: $(REPORT) (one self-contained HTML file: every table and figure, captions, config, versions)"
+	@echo "Tables: results/embedded/tables/ (.md .tex .csv; see README, 'The reference result')"
 	@$(BIN)/ehrmind compare-reference --reference $(REFERENCE) --run results/embedded \
 		--out results/embedded/reproduction.json
+
+report: setup  ## write a finished run's self-contained HTML report to REPORT (another run: SNAKEMAKE_ARGS="--configfile my.yaml" REPORT=results/my/report.html)
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) $(SNAKEMAKE_ARGS) --report $(REPORT)
+	@echo "Report: $(REPORT) (one self-contained HTML file; open it in a browser, no server needed)"
 
 reference:  ## copy the embedded run's tables, cells, transfer cells, training logs and pass@k samples over the committed reference
 	test -f results/embedded/tables/main.md

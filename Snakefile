@@ -11,6 +11,11 @@
 # each is one call of the `ehrmind` CLI.
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/report_common.smk"   # report() wrappers (tables.smk uses them) and targets
+
+
+# `snakemake --report results/<run>/report.html`: the landing page's text (the main table, the run).
+report: "workflow/report/workflow.rst"
 
 
 # Only used with `--sdm apptainer`: every job then runs inside this image (config key
@@ -25,10 +30,12 @@ include: "workflow/rules/expert.smk"
 include: "workflow/rules/eagrl.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_cells,
         table_files(),
+        report_files(),
     default_target: True

@@ -165,6 +165,18 @@ def cmd_tables(a) -> None:
         print(path)
 
 
+def cmd_figures(a) -> None:
+    from ehrmind.report import figures
+    for path in figures.write(a.outputs, cells=a.cells, transfer_table=a.transfer_table, training=a.training):
+        print(path)
+
+
+def cmd_report_pages(a) -> None:
+    from ehrmind.report import pages
+    for path in pages.write(a.outputs, a.tables, a.config, a.config_file, a.cells):
+        print(path)
+
+
 def cmd_expert(a) -> None:
     from ehrmind.experts import concare, data
     from ehrmind.tasks import DataError
@@ -385,6 +397,24 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples for AUROC/AUPRC mean ± sd")
     sp.add_argument("--out", required=True, help="folder for the tables")
     sp.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+
+    sp = verb("figures", cmd_figures, "draw the report's figures from result files; each output's name says "
+              "which: stages_<task>, roc_pr_<task>, transfer, training_<model> (.svg, .png or .pdf)")
+    sp.add_argument("outputs", nargs="+", metavar="OUT", help="figure files to write")
+    sp.add_argument("--cells", nargs="*", default=[], metavar="PATH",
+                    help="metrics.json files, folders holding them, or globs (predictions.jsonl beside each)")
+    sp.add_argument("--transfer-table", help="tables/transfer.csv, for the transfer heatmap")
+    sp.add_argument("--training", nargs="*", default=[], metavar="PATH",
+                    help="train_log.jsonl files, training log folders, or globs, for the GRPO curves")
+
+    sp = verb("report-pages", cmd_report_pages, "write the report's HTML pages: <table>.html from "
+              "<tables>/<table>.md, run.html (config, versions, commit, device), landing.html (the main table)")
+    sp.add_argument("outputs", nargs="+", metavar="OUT", help="pages to write")
+    sp.add_argument("--tables", required=True, help="the run's tables folder")
+    sp.add_argument("--config", type=_json, required=True, help="the validated run config as JSON")
+    sp.add_argument("--config-file", nargs="*", default=[], help="the config files the run was given")
+    sp.add_argument("--cells", nargs="*", default=[], metavar="PATH",
+                    help="metrics.json files, folders or globs (their provenance: versions, commit, device)")
 
     sp = verb("expert", cmd_expert, "train the ConCare expert on a structured-EHR task (tjh_mortality, "
               "mimic4_mortality, mimic4_readmission); writes metrics.json (test AUROC, AUPRC) and "

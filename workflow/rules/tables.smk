@@ -9,7 +9,7 @@ rule tables:
         eagrl=eag_cells,
         eag_training=eag_training_dirs,
     output:
-        table_files(),
+        reported_tables(table_files()),   # report(): workflow/rules/report_common.smk
     params:
         seed=DATA_SEED,
         n_resamples=config["bootstrap_resamples"],
