@@ -63,6 +63,7 @@ GRPO_KEYS = (   # (log key, panel title, y label)
     ("rewards/accuracy/mean", "Accuracy of rollouts", "share of rollouts correct (%)"),
     ("frac_reward_zero_std", "Groups without reward spread", "share of prompt groups (%)"),
     ("entropy", "Token entropy", "entropy (nats per token)"),
+    ("rewards/r_att/mean", "Expert alignment (EAG-RL)", "R_att: Jaccard with the expert's top-k"),
 )
 PERCENT_KEYS = {"rewards/accuracy/mean", "frac_reward_zero_std"}
 
@@ -301,12 +302,15 @@ def training_curves(logs: list[dict[str, Any]] | Iterable[str | Path], model: st
         raise ValueError(f"training curves: no GRPO log (one with a reward) of model {model!r}")
     rank = {s: i for i, s in enumerate(STAGE_ORDER)}
     jobs.sort(key=lambda r: (r["task"], rank.get(r["stage"], len(rank)), r["stage"], r["seed"] or 0))
-    fig = _figure(9.0, 6.4)
-    axes = fig.subplots(2, 2).ravel()
+    panels = [k for k in GRPO_KEYS if any(k[0] in h for job in jobs for h in job["history"])]
+    fig = _figure(9.0, 3.2 * ((len(panels) + 1) // 2))
+    axes = fig.subplots((len(panels) + 1) // 2, 2, squeeze=False).ravel()
+    if len(panels) % 2:
+        axes[-1].set_visible(False)
     for i, job in enumerate(jobs):
         label = f"{job['task']} / {job['stage']}" + (f" / seed {job['seed']}" if job["seed"] is not None else "")
         steps = [h for h in job["history"] if "step" in h and "reward" in h]
-        for ax, (key, _, _) in zip(axes, GRPO_KEYS):
+        for ax, (key, _, _) in zip(axes, panels):
             points = [(h["step"], h[key]) for h in steps if h.get(key) is not None]
             if not points:
                 continue
@@ -314,7 +318,7 @@ def training_curves(logs: list[dict[str, Any]] | Iterable[str | Path], model: st
             ax.plot([p[0] for p in points], [scale * p[1] for p in points], label=label,
                     markevery=max(1, len(points) // 10), **style(i))
     steps = [h["step"] for job in jobs for h in job["history"] if "step" in h and "reward" in h]
-    for ax, (key, title, ylabel) in zip(axes, GRPO_KEYS):
+    for ax, (key, title, ylabel) in zip(axes, panels):
         ax.set_title(title, loc="left")
         ax.set_xlabel("GRPO step")
         ax.set_ylabel(ylabel)
