@@ -208,6 +208,16 @@ def cmd_expert(a) -> None:
              t["auroc_sd"], t["auprc"], t["auprc_sd"], metrics["train_seconds"], a.out)
 
 
+def cmd_subsample(a) -> None:
+    from ehrmind.io import write_jsonl
+    from ehrmind.tasks.base import balanced_subsample
+    examples = _examples(a.split)
+    kept = balanced_subsample(examples, a.per_category or None, a.seed)
+    write_jsonl(a.out, [ex.to_json() for ex in kept])
+    log.info("%s: %d of %d examples (%s per category) -> %s", a.split, len(kept), len(examples),
+             a.per_category or "all", a.out)
+
+
 def cmd_eag_warmup(a) -> None:
     from ehrmind.io import write_jsonl
     from ehrmind.methods.eagrl import warmup
@@ -429,6 +439,13 @@ def parser() -> argparse.ArgumentParser:
                          "decov_weight, top_k, n_resamples, final_values (defaults in ehrmind/experts/concare.py)")
     sp.add_argument("--seed", type=int, default=0, help="training seed; with --data also the data seed")
     sp.add_argument("--out", required=True, help="folder for metrics.json and ranked_features.jsonl")
+
+    sp = verb("subsample", cmd_subsample, "a fixed, seeded, category-balanced subset of a split (the transfer "
+              "matrix's test items)")
+    sp.add_argument("split", help="a split JSONL written by prepare-data")
+    sp.add_argument("--per-category", type=int, default=0, help="examples per category (0: all)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, help="the subset JSONL to write")
 
     sp = verb("eag-warmup", cmd_eag_warmup, "rule-built EAG-RL trajectories for a format warm-up (this suite's "
               "device for models that never write EAG-RL's layout; ehrmind/methods/eagrl/warmup.py), in the "

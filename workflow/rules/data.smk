@@ -31,6 +31,22 @@ rule prepare_shuffled:
         " --test-out {output} 2>&1 | tee {log}"
 
 
+# The transfer matrix may evaluate on a fixed, seeded subset of each test split (transfer.test_per_category).
+rule transfer_test:
+    input:
+        f"{R}/data/{{task}}/test.jsonl",
+    output:
+        f"{R}/data/{{task}}/test_transfer.jsonl",
+    params:
+        per_category=config["transfer"]["test_per_category"] or 0,
+        seed=DATA_SEED,
+    log:
+        f"{R}/logs/prepare_data/{{task}}_transfer.log",
+    shell:
+        "ehrmind subsample {input} --per-category {params.per_category} --seed {params.seed} --out {output}"
+        " 2>&1 | tee {log}"
+
+
 rule merge_train:
     input:
         [f"{R}/data/{t}/train.jsonl" for t in MULTI_TASKS],

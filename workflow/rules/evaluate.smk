@@ -1,6 +1,9 @@
+TRANSFER_TEST = "test_transfer" if config["transfer"]["test_per_category"] else "test"
+
+
 def eval_args(tasks, out_dir):
     """--task/--test/--settings/--out for each task a loaded model is evaluated on."""
-    return " ".join(f"--task {t} --test {R}/data/{t}/test.jsonl --settings {as_arg(gen_settings(t))}"
+    return " ".join(f"--task {t} --test {R}/data/{t}/{TRANSFER_TEST}.jsonl --settings {as_arg(gen_settings(t))}"
                     f" --out {out_dir}/{t}" for t in tasks)
 
 
@@ -35,7 +38,7 @@ rule evaluate:
 rule transfer:
     input:
         model=f"{R}/models/{{model}}/{{task}}/{{stage}}/seed{{seed}}",
-        tests=lambda w: [f"{R}/data/{t}/test.jsonl" for t in eval_tasks(w.task)],
+        tests=lambda w: [f"{R}/data/{t}/{TRANSFER_TEST}.jsonl" for t in eval_tasks(w.task)],
     output:
         directory(f"{R}/transfer/{{model}}/{{task}}/{{stage}}/seed{{seed}}"),
     wildcard_constraints:
