@@ -68,7 +68,7 @@ def _prompts(tokenizer, n: int) -> list[list[int]]:
 
 
 def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, precision: str = "auto",
-        out: Path | None = None, training: bool = True) -> dict[str, Any]:
+        out: Path | None = None, training: bool = True, profile: bool = False) -> dict[str, Any]:
     import torch
     from ehrmind import models, provenance
     from ehrmind.generation import SamplingSpec
@@ -127,7 +127,7 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
                2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens)
         if training:
             del net, backend
-            _training_steps(model, precision, total, record, Path(tmp))
+            _training_steps(model, precision, total, record, Path(tmp), profile)
     if out:
         from ehrmind.io import write_json
         write_json(out, result)
@@ -135,8 +135,9 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
     return result
 
 
-def _training_steps(model: str, precision: str, total: int, record, tmp: Path) -> None:
-    """One SFT step (8 examples) and one GRPO step (2 prompts x 4 rollouts of up to 64 tokens)."""
+def _training_steps(model: str, precision: str, total: int, record, tmp: Path, profile: bool = False) -> None:
+    """One SFT step (8 examples) and one GRPO step (2 prompts x 4 rollouts of up to 64 tokens);
+    with `profile`, the GRPO step's operators by self CPU time (where the gap to the ceiling goes)."""
     from ehrmind import models, training
     from ehrmind.tasks import get_task
     dtype = "bf16" if models.use_bf16(precision) else "fp32"
@@ -153,8 +154,15 @@ def _training_steps(model: str, precision: str, total: int, record, tmp: Path) -
             "max_prompt_length": 1024, "beta": 0.001, "epsilon": 0.2, "temperature": 0.6, "top_p": 0.95,
             "loss_type": "dapo", "micro_batch_size": None, "rollout_batch_size": None, "use_vllm": False}
     reward = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
-    summary = training.grpo(task, model, train, grpo, reward, 0, tmp / "grpo", tmp / "grpo_logs", "bench",
-                            precision=precision)
+    import contextlib
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU]) if profile else contextlib.nullcontext() as prof:
+        summary = training.grpo(task, model, train, grpo, reward, 0, tmp / "grpo", tmp / "grpo_logs", "bench",
+                                precision=precision)
+    if profile:
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     history = [json.loads(line) for line in open(tmp / "grpo_logs" / "train_log.jsonl")]
     step = next(h for h in history if "step_time" in h)
     seconds = step["step_time"]

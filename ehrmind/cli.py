@@ -247,7 +247,7 @@ def cmd_mcts(a) -> None:
 def cmd_bench(a) -> None:
     from ehrmind import bench
     bench.run(a.model, [int(b) for b in a.batch_sizes.split(",")], a.new_tokens, a.passk_n, a.precision,
-              Path(a.out) if a.out else None, training=not a.no_training)
+              Path(a.out) if a.out else None, training=not a.no_training, profile=a.profile)
 
 
 def cmd_prefetch(a) -> None:
@@ -485,6 +485,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--passk-n", type=int, default=12, help="samples per prompt for the pass@k workload")
     sp.add_argument("--precision", choices=PRECISIONS, default="auto")
     sp.add_argument("--no-training", action="store_true", help="skip the SFT and GRPO steps")
+    sp.add_argument("--profile", action="store_true", help="print the GRPO step's operators by self CPU time")
     sp.add_argument("--out", help="also write the figures as JSON here")
 
     sp = verb("prefetch", cmd_prefetch, "download every hub model and dataset a run config names into the "

@@ -11,7 +11,9 @@ What is fetched, and where it goes:
   trec_ct:   with `source: ir_datasets`, `dataset_id` through ir_datasets: documents, queries
              and qrels iterated once (which downloads them and builds the document store) into
              $IR_DATASETS_HOME (default ~/.ir_datasets);
-  ehrshot:   nothing (credentialed; `path` is a local copy).
+  ehrshot:   nothing (credentialed; `path` is a local copy);
+  tjh_mortality, mimic4_mortality, mimic4_readmission: nothing (TJH's release and the MIMIC-IV
+             tables are local files under `path`; MIMIC-IV is credentialed).
 Gated models (Llama) need the licence accepted on the hub and HF_TOKEN set.
 
 Run with HF_HUB_OFFLINE=1, it downloads no hub file and checks that the hub items are cached
@@ -77,7 +79,19 @@ def _ehrshot(block: dict[str, Any]) -> list[Item]:
     return []
 
 
-TASKS = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot}
+def _structured(task: str):
+    def items(block: dict[str, Any]) -> list[Item]:
+        from ehrmind.tasks.ehr.cohort import SOURCES
+        source = str(block.get("source") or "embedded")
+        if source not in SOURCES:
+            raise PrefetchError(f"tasks.{task}.source: {source!r} is not a source prefetch knows; "
+                                f"expected one of {', '.join(SOURCES)} (all local files)")
+        return []
+    return items
+
+
+TASKS = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot,
+         **{task: _structured(task) for task in ("tjh_mortality", "mimic4_mortality", "mimic4_readmission")}}
 
 
 def plan(cfg: dict[str, Any]) -> list[Item]:

@@ -10,7 +10,8 @@ Each setting runs in its own process (the variables must be set before torch loa
   exact, older ISA / exact, 1 thread   exact mode where the machine offers less, or on one thread
 
 Usage: .venv/bin/python scripts/exact_mode_check.py [--prompts 16] [--new-tokens 64]
-Prints, per setting, the tokens/s and how many completions equal the default's and the exact mode's.
+Prints, per setting, the tokens/s, how many completions equal the default's and the exact mode's,
+and the largest difference of the first step's log-probabilities from the default's.
 """
 from __future__ import annotations
 
@@ -48,9 +49,11 @@ def child(n_prompts: int, new_tokens: int, out: str) -> None:
     examples = task.load_split("test", {"test_per_category": -(-n_prompts // 7)}, 0)[:n_prompts]
     ids = [prompts.encode(tok, task.prompt, ex.fields, None)[0] for ex in examples]
     started = time.perf_counter()
-    outs = HFBackend(net.eval(), tok, batch_size=n_prompts).generate(ids, SamplingSpec(max_new_tokens=new_tokens))
+    outs = HFBackend(net.eval(), tok, batch_size=n_prompts).generate(
+        ids, SamplingSpec(max_new_tokens=new_tokens, watch=tuple(range(0, len(tok), 97))))   # a spread of ids
     seconds = time.perf_counter() - started
-    json.dump({"tokens": [list(g.token_ids) for (g,) in outs], "seconds": seconds}, open(out, "w"))
+    json.dump({"tokens": [list(g.token_ids) for (g,) in outs], "seconds": seconds,
+               "first_step": [list(g.watched[0]) for (g,) in outs]}, open(out, "w"))
 
 
 def main() -> None:
@@ -71,8 +74,10 @@ def main() -> None:
         same = {ref: sum(x == y for x, y in zip(r["tokens"], runs[ref]["tokens"])) for ref in ("default", "exact")
                 if ref in runs}
         n = sum(map(len, r["tokens"]))
+        gap = max(abs(x - y) for u, v in zip(r["first_step"], runs["default"]["first_step"]) for x, y in zip(u, v))
         print(f"{name:<18} {n / r['seconds']:7.1f} tokens/s   identical to default: {same['default']}/{a.prompts}"
-              + (f"   to exact: {same['exact']}/{a.prompts}" if "exact" in same else ""), flush=True)
+              + (f"   to exact: {same['exact']}/{a.prompts}" if "exact" in same else "")
+              + f"   max |first-step log-prob - default's|: {gap:.2e}", flush=True)
 
 
 if __name__ == "__main__":

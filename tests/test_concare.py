@@ -138,7 +138,7 @@ def test_cli_writes_metrics_and_ranked_features(tmp_path):
     assert not list(out.glob(".*"))                                          # no temporary files left
     with pytest.raises(SystemExit, match="structured-EHR"):
         cli.main(["expert", "--task", "ehrshot", "--data", "{}", "--out", str(out)])
-    with pytest.raises(SystemExit, match="either --train and --test"):
+    with pytest.raises(SystemExit, match="give --train and --test"):
         cli.main(["expert", "--task", "tjh_mortality", "--train", "x.jsonl", "--out", str(out)])
     with pytest.raises(SystemExit, match="unknown settings"):
         cli.main(["expert", "--task", "tjh_mortality", "--data", "{}", "--settings", '{"epoch": 3}', "--out", str(out)])

@@ -123,6 +123,8 @@ def test_an_unknown_source_or_task_is_a_clear_error(calls):
         prefetch.plan({"models": {}, "tasks": {"trec_ct": {"source": "pubmed"}}})
     with pytest.raises(prefetch.PrefetchError, match=r"tasks.ehrshot.source: 'hub'"):
         prefetch.plan({"models": {}, "tasks": {"ehrshot": {"source": "hub"}}})
+    with pytest.raises(prefetch.PrefetchError, match=r"tasks.mimic4_mortality.source: 'physionet'"):
+        prefetch.plan({"models": {}, "tasks": {"mimic4_mortality": {"source": "physionet"}}})
     with pytest.raises(prefetch.PrefetchError, match=r"tasks.tjh: prefetch does not know"):
         prefetch.plan({"models": {}, "tasks": {"tjh": {}}})
 
