@@ -70,28 +70,24 @@ def _trec_ct(block: dict[str, Any]) -> list[Item]:
     return [Item("ir_datasets", block.get("dataset_id") or DEFAULT_DATASET_ID, None, "tasks.trec_ct.dataset_id")]
 
 
-def _ehrshot(block: dict[str, Any]) -> list[Item]:
-    from ehrmind.tasks.ehrshot import SOURCES
-    source = str(block.get("source") or "embedded")
-    if source not in SOURCES:
-        raise PrefetchError(f"tasks.ehrshot.source: {source!r} is not a source prefetch knows; "
-                            f"expected one of {', '.join(SOURCES)} (all local: EHRSHOT is credentialed)")
-    return []
-
-
-def _structured(task: str):
+def _local_only(task: str, sources: tuple[str, ...], why: str):
+    """A task whose data are local files only: nothing to fetch, but the source is checked."""
     def items(block: dict[str, Any]) -> list[Item]:
-        from ehrmind.tasks.ehr.cohort import SOURCES
         source = str(block.get("source") or "embedded")
-        if source not in SOURCES:
+        if source not in sources:
             raise PrefetchError(f"tasks.{task}.source: {source!r} is not a source prefetch knows; "
-                                f"expected one of {', '.join(SOURCES)} (all local files)")
+                                f"expected one of {', '.join(sources)} ({why})")
         return []
     return items
 
 
-TASKS = {"medcalc": _medcalc, "trec_ct": _trec_ct, "ehrshot": _ehrshot,
-         **{task: _structured(task) for task in ("tjh_mortality", "mimic4_mortality", "mimic4_readmission")}}
+def _tasks() -> dict[str, Any]:
+    from ehrmind.tasks.ehr.cohort import SOURCES as EHR_SOURCES
+    from ehrmind.tasks.ehrshot import SOURCES as EHRSHOT_SOURCES
+    return {"medcalc": _medcalc, "trec_ct": _trec_ct,
+            "ehrshot": _local_only("ehrshot", EHRSHOT_SOURCES, "all local: EHRSHOT is credentialed"),
+            **{task: _local_only(task, EHR_SOURCES, "all local files")
+               for task in ("tjh_mortality", "mimic4_mortality", "mimic4_readmission")}}
 
 
 def plan(cfg: dict[str, Any]) -> list[Item]:
@@ -101,11 +97,12 @@ def plan(cfg: dict[str, Any]) -> list[Item]:
         if spec.partition(":")[0] in ("embedded", "tiny") or _is_local(spec):
             continue
         items.append(Item("model", spec, None, f"models.{name}"))
+    tasks = _tasks()
     for task, block in cfg.get("tasks", {}).items():
-        if task not in TASKS:
+        if task not in tasks:
             raise PrefetchError(f"tasks.{task}: prefetch does not know what this task downloads; "
-                                f"add it to TASKS in {__file__} (known: {', '.join(TASKS)})")
-        items += TASKS[task](block or {})
+                                f"add it to _tasks() in {__file__} (known: {', '.join(tasks)})")
+        items += tasks[task](block or {})
     return list(dict.fromkeys(items))
 
 

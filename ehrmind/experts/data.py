@@ -6,7 +6,7 @@ what the language model's prompt shows: the visits and features left after the t
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 from ehrmind.experts.concare import ExpertRow
 from ehrmind.tasks.base import DataError, Example
