@@ -117,6 +117,16 @@ def test(a: list[Cell], b: list[Cell], seed: int = 0) -> dict[str, Any]:
     return stats.paired_metric_test(headline_of(a), y, pa, pb, groups=items, seed=seed)
 
 
+def on_items_of(cells: list[Cell], other: list[Cell]) -> list[Cell]:
+    """`cells` restricted to the items `other` was evaluated on, where those are a subset (a transfer
+    cell on a fixed subset of the test split, `transfer.test_per_category`); else unchanged, and
+    paired_rows names the mismatch."""
+    items = set(other[0]["rows"])
+    if all(set(c["rows"]) == items for c in cells) or not all(items <= set(c["rows"]) for c in cells):
+        return cells
+    return [{**c, "rows": {i: r for i, r in c["rows"].items() if i in items}} for c in cells]
+
+
 def _label(c: Cell) -> str:
     return "/".join(str(v) for v in c["cell"].values())
 
@@ -346,7 +356,7 @@ def _transfer_table(grid, transfer: list[Cell], eval_tasks: list[str], out: Path
         for e, cells in row.items():
             base = grid.get((m, e, "baseline"))
             if base is not None:
-                tests[(m, tt, s, e)] = test(base, cells, seed)
+                tests[(m, tt, s, e)] = test(on_items_of(base, cells), cells, seed)
                 families[(m, e)].append((m, tt, s, e))
     for keys in families.values():
         for key, p in zip(keys, stats.holm([tests[k]["p_value"] for k in keys])):
@@ -384,7 +394,9 @@ def _transfer_table(grid, transfer: list[Cell], eval_tasks: list[str], out: Path
                   ["model", "train_task", "stage"] + [f"{e}_{k}" for e in columns for k in keys], csv_rows,
                   f"Cross-task transfer: trained checkpoints on the other tasks of their family, the evaluation "
                   f"task's headline metric (%). Δ: change in points against the same model's baseline on that "
-                  f"task; {BETTER}/{WORSE}: significant after Holm over the model's checkpoints on that task "
+                  f"task on the same items (a config with transfer.test_per_category evaluates the off-diagonal "
+                  f"cells on a fixed seeded subset of the test split, and their Δ is against the baseline on "
+                  f"that subset); {BETTER}/{WORSE}: significant after Holm over the model's checkpoints on that task "
                   f"(seeds pooled; McNemar for accuracy, else a paired permutation test; alpha {ALPHA}). `multi` "
                   f"was trained on the union of the tasks' training sets.")
 

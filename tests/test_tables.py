@@ -134,6 +134,23 @@ def test_transfer_matrix_and_classification_table(tmp_path):
         tables.build(cells, tmp_path / "t2", transfer_dirs=[str(tmp_path / "empty")])
 
 
+def test_transfer_on_a_subset_is_tested_against_the_baseline_on_the_same_items(tmp_path):
+    n, m = 40, 20                       # the transfer cell sees the first 20 items (transfer.test_per_category)
+    base = [k < 20 for k in range(n)]   # the baseline gets the whole subset right, the rest wrong
+    cells = [_cell(tmp_path / "cells", "m", stage, base, ["x"] * n, task=task)
+             for task in ("a", "b") for stage in ("baseline", "sft")]
+    d = tmp_path / "transfer" / "m" / "a" / "sft" / "seed0"
+    path = _cell(tmp_path / "t", "m", "sft", [k < 10 for k in range(m)], ["x"] * m, task="b", train_task="a")
+    (d / "b").mkdir(parents=True)
+    for name in ("metrics.json", "predictions.jsonl"):
+        (d / "b" / name).write_bytes((tmp_path / "t" / "m" / "b" / "sft" / "seed0" / name).read_bytes())
+    tables.build(cells, tmp_path / "tables", transfer_dirs=[str(d)])
+    row = next(r for r in csv.DictReader(open(tmp_path / "tables" / "transfer.csv")) if r["train_task"] == "a")
+    # 10/20 against the baseline's 20/20 on those items: -50 points (on all 40 it would read 0)
+    assert float(row["b_diff_vs_baseline"]) == pytest.approx(-0.5)
+    assert float(row["b_p_value"]) == pytest.approx(2 * 0.5 ** 10)
+
+
 def test_ehr_table_in_eag_rl_layout_with_the_expert_row(tmp_path):
     n = 40
     rng = np.random.default_rng(0)

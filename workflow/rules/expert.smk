@@ -1,9 +1,8 @@
 # The expert EHR model (ConCare) per structured-EHR task: its test AUROC/AUPRC is a row of the
 # `ehr` table, and each patient's features ranked by its attention guide EAG-RL.
+# It trains on the task's whole training split (--data), not on prepare_data's train.jsonl, which
+# train_examples may cut to the few examples the LLM's SFT gets (16 of 335 patients embedded).
 rule expert:
-    input:
-        train=f"{R}/data/{{task}}/train.jsonl",
-        test=f"{R}/data/{{task}}/test.jsonl",
     output:
         metrics=f"{R}/experts/{{task}}/metrics.json",
         ranked=f"{R}/experts/{{task}}/ranked_features.jsonl",
@@ -18,5 +17,5 @@ rule expert:
     log:
         f"{R}/logs/expert/{{task}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} ehrmind expert --task {wildcards.task} --train {input.train} --test {input.test}"
-        " --data {params.data} --settings {params.settings} --seed {params.seed} --out {params.out} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} ehrmind expert --task {wildcards.task} --data {params.data}"
+        " --settings {params.settings} --seed {params.seed} --out {params.out} 2>&1 | tee {log}"
