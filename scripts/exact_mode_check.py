@@ -2,7 +2,8 @@
 EHRMind prompts under several kernel settings of ONE machine, compared token by token.
 
 Each setting runs in its own process (the variables must be set before torch loads):
-  default        this machine's native dispatch (AVX2 here; AVX-512 or AMX elsewhere), 2 threads
+  default        fp32 with this machine's native dispatch (AVX2, AVX-512 or AMX), 2 threads
+  bf16           what `precision: auto` runs on a CPU with AVX512-BF16/AMX (where it exists)
   1 thread       the same on one thread
   older ISA      ATen and MKL told to use SSE4.2-level kernels: what a machine without AVX2 runs
   exact          the suite's exact mode: fp32, ATen's baseline kernels, MKL's conditional numerical
@@ -23,11 +24,13 @@ import sys
 import tempfile
 import time
 
+from ehrmind import models
 from ehrmind.exact import ENV as EXACT
 
 OLDER = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"}
 SETTINGS = {
     "default": {"OMP_NUM_THREADS": "2"},
+    "bf16": {"OMP_NUM_THREADS": "2", "CHECK_PRECISION": "bf16"},
     "1 thread": {"OMP_NUM_THREADS": "1"},
     "older ISA": {**OLDER, "OMP_NUM_THREADS": "2"},
     "exact": {**EXACT, "OMP_NUM_THREADS": "2"},
@@ -44,7 +47,7 @@ def child(n_prompts: int, new_tokens: int, out: str) -> None:
     from ehrmind.methods.ehrmind import prompts
     from ehrmind.tasks import get_task
     ref = models.prepare("embedded:smollm2-135m-instruct", os.path.join(tempfile.mkdtemp(), "m.json"))
-    net, tok = models.load(ref["path"], precision="fp32")
+    net, tok = models.load(ref["path"], precision=os.environ.get("CHECK_PRECISION", "fp32"))
     task = get_task("medcalc")
     examples = task.load_split("test", {"test_per_category": -(-n_prompts // 7)}, 0)[:n_prompts]
     ids = [prompts.encode(tok, task.prompt, ex.fields, None)[0] for ex in examples]
@@ -66,6 +69,8 @@ def main() -> None:
         return child(a.prompts, a.new_tokens, a.child)
     runs = {}
     for name, env in SETTINGS.items():
+        if env.get("CHECK_PRECISION") == "bf16" and not models.use_bf16("auto"):
+            continue   # no native bf16 on this CPU: it would crawl, and no run here uses it
         out = tempfile.mktemp(suffix=".json")
         subprocess.run([sys.executable, __file__, "--child", out, "--prompts", str(a.prompts), "--new-tokens",
                         str(a.new_tokens)], env={**os.environ, **env}, check=True, stderr=subprocess.DEVNULL)
