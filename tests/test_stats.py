@@ -450,13 +450,13 @@ def test_classification_summary_agrees_on_the_reference_predictions():
     from ehrmind.io import read_jsonl
     from ehrmind.tasks import get_task
     from tests.conftest import REPO
-    files = sorted((REPO / "results/reference/embedded/cells").glob("*/*/*/predictions.jsonl"))
+    files = sorted((REPO / "results/reference/embedded/cells").glob("*/*/*/seed*/predictions.jsonl"))
     checked = 0
     for path in files:
         rows = read_jsonl(path)
         if not rows or "gold_label" not in rows[0]:
             continue
-        n_classes = len(get_task(path.parts[-3]).labels)
+        n_classes = len(get_task(path.parts[-4]).labels)
         args = ([r["gold_label"] for r in rows], [r["parsed_value"] for r in rows], n_classes,
                 [r["p_positive"] for r in rows] if n_classes == 2 else None)
         _same_summary(classification_summary(*args), _hand_classification_summary(*args))
