@@ -15,6 +15,7 @@ ceiling is its FLOP rate over the best matmul rate measured in the precision it 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -154,8 +155,6 @@ def _training_steps(model: str, precision: str, total: int, record, tmp: Path, p
             "max_prompt_length": 1024, "beta": 0.001, "epsilon": 0.2, "temperature": 0.6, "top_p": 0.95,
             "loss_type": "dapo", "micro_batch_size": None, "rollout_batch_size": None, "use_vllm": False}
     reward = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
-    import contextlib
-
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
     with torch_profile(activities=[ProfilerActivity.CPU]) if profile else contextlib.nullcontext() as prof:
