@@ -98,6 +98,11 @@ def test_kept_trajectories_parse_score_and_filter(tmp_path):
         json.dumps(row)
     assert stats["per_patient"]["p1"] == {"sampler_calls": 7, "completions": 14, "nodes": 8, "candidates": 6,
                                           "kept": 2}
+    # ŷ .3, .5, .5, .1 are wrong for label 1; CFG keeps any confidence; every r_att is 0.5
+    assert stats["rejected_by_filter"] == {"wrong_label": 4, "low_confidence": 0, "low_r_att": 0}
+    strict = mcts.rejected_by_filter([mcts.search([patient], EXPERTS, Scripted(), QUESTION, CFG)[0][0]],
+                                     MCTSConfig(**{**CFG.__dict__, "min_confidence": 0.3, "min_att": 0.6}))
+    assert strict == {"wrong_label": 4, "low_confidence": 4, "low_r_att": 6}   # |ŷ−.5| < .3: .7, .5, .5, .3
     tree = mcts.search([patient], EXPERTS, Scripted(), QUESTION, CFG)[0][0]
 
     def probs(**changes):

@@ -285,7 +285,17 @@ def stats(trees: Sequence[Tree], calls: int, cfg: MCTSConfig) -> dict[str, Any]:
                           "nodes": sum(1 for _ in t.root.nodes()), "candidates": len(t.candidates),
                           "kept": len(kept(t, cfg))} for t in trees}
     return {"patients": len(trees), "sampler_calls": calls,
-            "completions": sum(p["completions"] for p in per.values()), "per_patient": per}
+            "completions": sum(p["completions"] for p in per.values()),
+            "rejected_by_filter": rejected_by_filter(trees, cfg), "per_patient": per}
+
+
+def rejected_by_filter(trees: Sequence[Tree], cfg: MCTSConfig) -> dict[str, int]:
+    """Parseable candidates failing each kept-trajectory filter (one may fail several): which
+    filter empties a run's stage-1 data."""
+    scored = [s for t in trees for s, _ in t.candidates.values() if s.parsed.ok]
+    return {"wrong_label": sum(cfg.correct_only and not s.correct for s in scored),
+            "low_confidence": sum(abs(s.probability - 0.5) < cfg.min_confidence for s in scored),
+            "low_r_att": sum(s.r_att < cfg.min_att for s in scored)}
 
 
 def build(patients: Sequence[Patient], experts: Mapping[str, Sequence[str]], sampler: Sampler, question: str,
