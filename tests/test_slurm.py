@@ -126,5 +126,5 @@ def test_slurm_run_matches_local_run_and_requests_gpus(local_run, slurm_run, clu
         else:
             assert rule in CPU_RULES, job
             assert job["Gres"] == "" and "gpu" not in job["TresPerJob"], job
-    assert GPU_RULES | {"prepare_data", "gate", "expert", "tables", "report_pages"} <= set(seen), seen
+    assert set(seen) == GPU_RULES | CPU_RULES, seen
     print(f"{len(jobs)} SLURM jobs: " + ", ".join(f"{r} {n}" for r, n in sorted(seen.items())))
