@@ -259,12 +259,18 @@ def search(patients: Sequence[Patient], experts: Mapping[str, Sequence[str]], sa
     return trees, calls
 
 
+def failed_filters(s: Scored, cfg: MCTSConfig) -> list[str]:
+    """The kept-trajectory filters a parseable candidate fails (none: it may be kept)."""
+    checks = {"wrong_label": cfg.correct_only and not s.correct,
+              "low_confidence": abs(s.probability - 0.5) < cfg.min_confidence,
+              "low_r_att": s.r_att < cfg.min_att}
+    return [name for name, failed in checks.items() if failed]
+
+
 def kept(tree: Tree, cfg: MCTSConfig) -> list[tuple[str, Scored, int]]:
     """The tree's best complete trajectories that pass the filters, best reward first."""
-    def passes(s: Scored) -> bool:
-        return (s.parsed.ok and (s.correct or not cfg.correct_only)
-                and abs(s.probability - 0.5) >= cfg.min_confidence and s.r_att >= cfg.min_att)
-    good = [(text, s, steps) for text, (s, steps) in tree.candidates.items() if passes(s)]
+    good = [(text, s, steps) for text, (s, steps) in tree.candidates.items()
+            if s.parsed.ok and not failed_filters(s, cfg)]
     return sorted(good, key=lambda t: -t[1].reward)[:cfg.keep]   # stable: ties in discovery order
 
 
@@ -292,10 +298,12 @@ def stats(trees: Sequence[Tree], calls: int, cfg: MCTSConfig) -> dict[str, Any]:
 def rejected_by_filter(trees: Sequence[Tree], cfg: MCTSConfig) -> dict[str, int]:
     """Parseable candidates failing each kept-trajectory filter (one may fail several): which
     filter empties a run's stage-1 data."""
-    scored = [s for t in trees for s, _ in t.candidates.values() if s.parsed.ok]
-    return {"wrong_label": sum(cfg.correct_only and not s.correct for s in scored),
-            "low_confidence": sum(abs(s.probability - 0.5) < cfg.min_confidence for s in scored),
-            "low_r_att": sum(s.r_att < cfg.min_att for s in scored)}
+    counts = dict.fromkeys(("wrong_label", "low_confidence", "low_r_att"), 0)
+    for t in trees:
+        for s, _ in t.candidates.values():
+            for name in failed_filters(s, cfg) if s.parsed.ok else ():
+                counts[name] += 1
+    return counts
 
 
 def build(patients: Sequence[Patient], experts: Mapping[str, Sequence[str]], sampler: Sampler, question: str,
