@@ -3,9 +3,10 @@
 TRL scores a step's rollouts as prompt + completion rows: the G completions of one prompt
 repeat its tokens G times through the forward and the backward. With EHRMind's prompts (~300
 tokens of instructions and record) and short completions, that repetition is most of a step's
-compute. Here each run of identical prompt rows is forwarded once, its key/value cache repeated
-for the G completions (a differentiable repeat: gradients of all G completions flow back
-through the one prompt forward), and only the completion positions go through the LM head.
+compute. Here the distinct prompts of a micro-batch are forwarded once, together, their
+key/value cache gathered for the rows that share them (a differentiable gather: gradients of
+all G completions flow back through the one prompt forward), then all completions in one
+forward, and only the completion positions go through the LM head.
 The result equals TRL's own (tested to float tolerance); on the CPU it makes a step several
 times cheaper (`ehrmind bench`).
 
@@ -21,43 +22,42 @@ import torch
 from trl import GRPOTrainer
 
 
-def prompt_runs(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> list[tuple[int, int]]:
-    """[start, end) of each run of consecutive identical (prompt, mask) rows."""
-    runs, start = [], 0
-    for row in range(1, prompt_ids.size(0) + 1):
-        if row == prompt_ids.size(0) or not (torch.equal(prompt_ids[row], prompt_ids[start])
-                                              and torch.equal(prompt_mask[row], prompt_mask[start])):
-            runs.append((start, row))
-            start = row
-    return runs
+def prompt_groups(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """The group of each row (rows with the same prompt share one, wherever they are: TRL
+    shuffles a round's rollouts before cutting micro-batches) and the first row of each group."""
+    key = prompt_ids.masked_fill(prompt_mask == 0, -1)
+    _, groups = torch.unique(key, dim=0, return_inverse=True)
+    order = groups.tolist()
+    return groups, [order.index(g) for g in range(max(order) + 1)]
 
 
 def shared_prompt_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
                         temperature: float, compute_entropy: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens of each row."""
+    """Per-token log-probabilities (and entropies) of the last `logits_to_keep` tokens of each row:
+    one forward of the distinct prompts (left-padded, as TRL pads them), their key/value cache
+    gathered for each row (a differentiable gather), one forward of all completions over it."""
     backbone, head = model.get_decoder(), model.get_output_embeddings()
     split = input_ids.size(1) - logits_to_keep
-    logps, entropies = [], []
-    for start, end in prompt_runs(input_ids[:, :split], attention_mask[:, :split]):
-        g = end - start
-        real = attention_mask[start, :split].bool()
-        prompt = input_ids[start:start + 1, :split][:, real]                  # left padding dropped
-        out = backbone(input_ids=prompt, use_cache=True)
-        cache, last = out.past_key_values, out.last_hidden_state[:, -1:]
-        cache.batch_repeat_interleave(g)
-        completion = input_ids[start:end, split:]
-        n = prompt.size(1)
-        mask = torch.cat([attention_mask.new_ones(g, n), attention_mask[start:end, split:]], dim=1)
-        positions = torch.arange(n, n + completion.size(1), device=input_ids.device).expand(g, -1)
-        hidden = backbone(input_ids=completion, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                          use_cache=True).last_hidden_state
-        # the token at completion position t is predicted from position t - 1 (the prompt's last, for t = 0)
-        hidden = torch.cat([last.expand(g, -1, -1), hidden[:, :-1]], dim=1)
-        log_probs = torch.log_softmax(head(hidden).float() / temperature, dim=-1)
-        logps.append(log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1))
-        if compute_entropy:
-            entropies.append(-(log_probs.exp() * log_probs).sum(-1))
-    return torch.cat(logps), torch.cat(entropies) if compute_entropy else None
+    groups, first = prompt_groups(input_ids[:, :split], attention_mask[:, :split])
+    pmask = attention_mask[first, :split]
+    if not pmask[:, -1].all():
+        raise ValueError("shared_prompt_logps: prompts must be left-padded (TRL's layout)")
+    width = int(pmask.sum(-1).max())   # drop the columns that are padding in every distinct prompt
+    pmask, prompts = pmask[:, split - width:], input_ids[first, split - width:split]
+    out = backbone(input_ids=prompts, attention_mask=pmask, position_ids=(pmask.cumsum(-1) - 1).clamp(min=0),
+                   use_cache=True)
+    cache, last = out.past_key_values, out.last_hidden_state[:, -1:]
+    cache.batch_select_indices(groups)
+    completion = input_ids[:, split:]
+    mask = torch.cat([pmask[groups], attention_mask[:, split:]], dim=1)
+    positions = pmask.sum(-1)[groups, None] + torch.arange(completion.size(1), device=input_ids.device)
+    hidden = backbone(input_ids=completion, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                      use_cache=True).last_hidden_state
+    # the token at completion position t is predicted from position t - 1 (the prompt's last, for t = 0)
+    hidden = torch.cat([last[groups], hidden[:, :-1]], dim=1)
+    log_probs = torch.log_softmax(head(hidden).float() / temperature, dim=-1)
+    logps = log_probs.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    return logps, -(log_probs.exp() * log_probs).sum(-1) if compute_entropy else None
 
 
 class SharedPromptGRPOTrainer(GRPOTrainer):

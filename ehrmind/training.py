@@ -102,11 +102,27 @@ def _shared_args(cfg: dict[str, Any], seed: int, precision: str, scratch: Path) 
 
 
 def _train(trainer, scratch: Path):
-    """Train, continuing from the newest checkpoint in `scratch` if an earlier run left one."""
+    """Train, continuing from the newest checkpoint in `scratch` if an earlier run left one.
+    Returns TRL's result, the checkpoint resumed from, and the seconds of each optimizer step
+    (the first carries one-time costs: optimizer state, the rollout copy)."""
+    from transformers import TrainerCallback
+
+    class StepTimes(TrainerCallback):
+        def __init__(self):
+            self.seconds: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds.append(round(time.perf_counter() - self.started, 3))
+
+    times = StepTimes()
+    trainer.add_callback(times)
     checkpoint = last_checkpoint(scratch)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
-    return trainer.train(resume_from_checkpoint=checkpoint), checkpoint
+    return trainer.train(resume_from_checkpoint=checkpoint), checkpoint, times.seconds
 
 
 def sft_rows(tokenizer, task: Task | None, train: list[Example], max_length: int) -> list[dict[str, list[int]]]:
@@ -204,19 +220,34 @@ def _sft(model: str, build_rows: Callable[[Any], list[dict[str, list[int]]]], cf
                      completion_only_loss=False,   # the labels already mask the prompt
                      train_sampling_strategy="group_by_length",   # batches of similar length: little padding
                      **_shared_args(cfg, seed, precision, scratch))
+    _score_labelled_positions_only()
     trainer = SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          peft_config=peft_config)
     started = time.perf_counter()
-    result, resumed = _train(trainer, scratch)
+    result, resumed, step_seconds = _train(trainer, scratch)
     epochs = cfg["epochs"]
     summary = {"stage": stage, "method": cfg["method"], "examples": len(rows),
                "steps": trainer.state.global_step, "train_loss": result.training_loss,
                "trained_tokens": round(epochs * sum(len(r["input_ids"]) for r in rows)),
                "supervised_tokens": round(epochs * sum(sum(x != -100 for x in r["labels"]) for r in rows)),
-               "resumed_from": resumed, "wall_time_s": time.perf_counter() - started, **(extra or {})}
+               "resumed_from": resumed, "wall_time_s": time.perf_counter() - started, "step_seconds": step_seconds,
+               **(extra or {})}
     _save(trainer, tokenizer, out_dir, log_dir, summary, ["loss", "entropy"])
     shutil.rmtree(scratch, ignore_errors=True)
     return summary
+
+
+def _score_labelled_positions_only() -> None:
+    """TRL's fused LM head (SFT's loss) runs only the labelled positions through the head where
+    Triton is present, and every position elsewhere, to keep tile shapes fixed for compilers.
+    Without a compiler in the way the labelled-only path is the faster one on any device: an
+    EHRMind example is mostly prompt (loss-masked), and on the CPU scoring it doubled a step's
+    time (`ehrmind bench`: SFT step 21 s -> 13 s). The choice is a private TRL switch (TRL is
+    pinned); tests/test_training.py checks the loss against a direct computation."""
+    import trl.trainer.utils as trl_utils
+    if not hasattr(trl_utils, "_use_triton"):
+        raise RuntimeError("trl.trainer.utils._use_triton is gone: check the pinned TRL version")
+    trl_utils._use_triton = lambda device: True
 
 
 def rollout_func(prompt_ids: dict[str, list[int]], cfg: dict[str, Any], seed: int) -> Callable:
@@ -229,6 +260,7 @@ def rollout_func(prompt_ids: dict[str, list[int]], cfg: dict[str, Any], seed: in
     vLLM's prefix cache shares the prompt)."""
     from ehrmind.generation import SamplingSpec
     from ehrmind.generation.hf import HFBackend
+    sampler_copy = Bf16Copy()
 
     def rollout(batch: list[str], trainer) -> dict[str, list]:
         runs: list[list] = []   # [prompt, count] for each run of equal prompts
@@ -251,7 +283,8 @@ def rollout_func(prompt_ids: dict[str, list[int]], cfg: dict[str, Any], seed: in
         was_training = model.training
         model.eval()   # a cache for decoding (gradient checkpointing turns it off in train mode)
         try:
-            backend = HFBackend(model, trainer.processing_class, batch_size=cfg["rollout_batch_size"] or len(batch))
+            sampler = sampler_copy.of(model) if trainer.args.bf16 else model
+            backend = HFBackend(sampler, trainer.processing_class, batch_size=cfg["rollout_batch_size"] or len(batch))
             outputs = backend.generate([prompt_ids[p] for p, _ in runs], spec)
         finally:
             model.train(was_training)
@@ -263,6 +296,32 @@ def rollout_func(prompt_ids: dict[str, list[int]], cfg: dict[str, Any], seed: in
                 out["logprobs"].append(list(g.logprobs))
         return out
     return rollout
+
+
+class Bf16Copy:
+    """A bf16 copy of the policy for sampling rollouts, its weights refreshed from the fp32
+    master weights before each round (as TRL syncs vLLM's). Decoding the master model itself
+    runs under the trainer's autocast, which casts every weight to bf16 at every decode step:
+    most of a rollout's time on the CPU (`ehrmind bench --profile`, `aten::copy_`). PEFT
+    models are sampled as they are."""
+
+    def __init__(self):
+        self.net = None
+
+    def of(self, model):
+        import torch
+        from transformers import AutoModelForCausalLM
+        if hasattr(model, "peft_config"):
+            return model
+        if self.net is None:
+            from transformers.initialization import no_init_weights
+            with no_init_weights():   # every weight is overwritten below
+                self.net = AutoModelForCausalLM.from_config(model.config, dtype=torch.bfloat16)
+            self.net.to(model.device).eval()
+            self.net.generation_config = model.generation_config
+        with torch.no_grad():
+            self.net.load_state_dict(model.state_dict())   # copied into the bf16 tensors in place
+        return self.net
 
 
 def grpo_arguments(cfg: dict[str, Any], seed: int, precision: str, scratch: Path,
@@ -387,7 +446,7 @@ def run_grpo(method: GRPOMethod, model: str, train: list[Example], cfg: dict[str
         model=net, reward_funcs=method.reward_funcs, args=args, train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer, rollout_func=rollout_func(prompt_ids, cfg, seed), **method.trainer_kwargs)
     started = time.perf_counter()
-    result, resumed = _train(trainer, scratch)
+    result, resumed, step_seconds = _train(trainer, scratch)
     wall = time.perf_counter() - started
     history = trainer.state.log_history
     rollouts = cfg["prompts_per_step"] * cfg["num_generations"]
@@ -401,7 +460,8 @@ def run_grpo(method: GRPOMethod, model: str, train: list[Example], cfg: dict[str
                "steps_with_reward_spread": sum(h["frac_reward_zero_std"] < 1 for h in steps),
                "mean_entropy": sum(h.get("entropy", 0) for h in steps) / max(len(steps), 1),
                "resumed_from": resumed, "wall_time_s": wall,
-               "seconds_per_step": wall / max(trainer.state.global_step, 1), **method.summary(history)}
+               "seconds_per_step": wall / max(trainer.state.global_step, 1), "step_seconds": step_seconds,
+               **method.summary(history)}
     _save(trainer, tokenizer, out_dir, log_dir, summary, method.plot_keys)
     shutil.rmtree(scratch, ignore_errors=True)
     return summary

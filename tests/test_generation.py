@@ -113,3 +113,23 @@ def test_stop_strings_cut_sampled_rows_too(loaded):
     g = out[row // 3][row % 3]
     assert g.text.endswith(stop) and g.text.count(stop) == 1 and g.finished
     assert g.token_ids == free[row].token_ids[:g.n_tokens] and g.n_tokens < free[row].n_tokens
+
+
+def test_top_p_draws_from_the_nucleus_whether_or_not_it_lies_in_the_top_candidates():
+    """Peaked rows sort only their top candidates (hf.NUCLEUS_CANDIDATES), flat rows the whole
+    vocabulary; either way every draw is in the nucleus, at its renormalized frequencies."""
+    from ehrmind.generation import hf
+    vocab = 1000
+    peaked = torch.full((vocab,), 0.03 / (vocab - 3))
+    peaked[[5, 9, 13]] = torch.tensor([0.5, 0.3, 0.17])
+    flat = torch.full((vocab,), 1.0 / vocab)
+    spec = SamplingSpec(max_new_tokens=1, temperature=1.0, top_p=0.9)
+    generator = torch.Generator().manual_seed(0)
+    for probs, nucleus in ((peaked, {5, 9, 13}), (flat, None)):
+        logp = probs.log().expand(4000, -1)
+        draws = hf.HFBackend._pick(logp, spec, generator).tolist()
+        if nucleus is None:   # a flat row's nucleus is 900 tokens, far more than the top candidates
+            assert len(set(draws)) > 600 > hf.NUCLEUS_CANDIDATES
+        else:
+            assert set(draws) == nucleus
+            assert abs(draws.count(5) / len(draws) - 0.5 / 0.97) < 0.03

@@ -66,6 +66,25 @@ def test_sft_updates_weights(tiny_model, tmp_path, method):
     assert not training.resume_dir(tmp_path / "ckpt").exists()
 
 
+def test_sft_loss_is_the_mean_log_loss_of_the_labelled_tokens(tiny_model, tmp_path):
+    """The first logged loss (before any update) equals a direct computation of the labelled
+    tokens' mean negative log-likelihood: TRL's fused head scores only them (training.py)."""
+    import torch
+    net, tok = models.load(tiny_model, for_generation=False, precision="fp32")
+    rows = training.sft_rows(tok, AddOne(), EXAMPLES[:4], 256)
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for r in rows:
+            logits = net(input_ids=torch.tensor([r["input_ids"]])).logits[0, :-1]
+            labels = torch.tensor(r["labels"][1:])
+            nll += torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum").item()
+            count += int((labels != -100).sum())
+    training.sft(AddOne(), str(tiny_model), EXAMPLES[:4], {**SFT, "learning_rate": 1e-9}, 0, tmp_path / "ckpt",
+                 tmp_path / "logs", precision="fp32")
+    first = next(json.loads(line) for line in open(tmp_path / "logs/train_log.jsonl") if "loss" in line)
+    assert float(first["loss"]) == pytest.approx(nll / count, rel=1e-3)
+
+
 def test_grpo_updates_weights_with_rollouts_from_the_backend(tiny_model, tmp_path, monkeypatch):
     # A random tiny model never writes the format, so every rollout would get the same
     # reward and a zero advantage. Reward the letter count instead, to exercise the update.
@@ -186,26 +205,28 @@ def test_a_killed_grpo_job_resumes_from_its_checkpoint(tiny_model, tmp_path):
 
 
 def test_shared_prompt_log_probabilities_equal_trls(tiny_model):
-    """Each group's prompt forwarded once gives TRL's per-token log-probs and entropies, and the
-    same gradients, on left-padded prompts of two lengths and right-padded completions."""
+    """Each distinct prompt forwarded once gives TRL's per-token log-probs and entropies, and the
+    same gradients, on left-padded prompts of two lengths, interleaved as TRL's shuffle leaves
+    them, and right-padded completions."""
     import torch
     from trl.trainer.utils import add_fused_lm_head
 
-    from ehrmind.shared_prompt import prompt_runs, shared_prompt_logps
+    from ehrmind.shared_prompt import prompt_groups, shared_prompt_logps
     net, _ = models.load(tiny_model, for_generation=False, precision="fp32")
     torch.manual_seed(0)
     short, long = torch.randint(10, 500, (5,)), torch.randint(10, 500, (9,))
     prompts = torch.zeros(6, 9, dtype=torch.long)
     pmask = torch.zeros(6, 9, dtype=torch.long)
     for row in range(6):
-        p = short if row < 3 else long
+        p = short if row in (0, 2, 5) else long
         prompts[row, 9 - len(p):], pmask[row, 9 - len(p):] = p, 1
     completions = torch.randint(10, 500, (6, 7))
     cmask = torch.ones(6, 7, dtype=torch.long)
     cmask[1, 4:] = 0
     cmask[4, 2:] = 0
     ids, mask = torch.cat([prompts, completions], 1), torch.cat([pmask, cmask], 1)
-    assert prompt_runs(prompts, pmask) == [(0, 3), (3, 6)]
+    groups, first = prompt_groups(prompts, pmask)
+    assert [g == groups[0] for g in groups] == [True, False, True, False, False, True] and sorted(first) == [0, 1]
 
     ours, ours_h = shared_prompt_logps(net, ids, mask, 7, 0.7, compute_entropy=True)
     (ours * cmask).sum().backward()
