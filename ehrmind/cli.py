@@ -87,7 +87,7 @@ def cmd_sft(a) -> None:
         return
     train = balanced_subsample(_examples(a.train), a.settings.get("examples_per_category"), a.seed)
     summary = training.sft(_training_task(a.task), a.model, train, a.settings, a.seed,
-                           Path(a.out), Path(a.log_dir), a.trust_remote_code, a.precision)
+                           Path(a.out), Path(a.log_dir), a.trust_remote_code, a.precision, stage=a.stage or "sft")
     log.info("sft done: %s", summary)
 
 
@@ -152,7 +152,7 @@ def cmd_passk(a) -> None:
 
 def cmd_gate(a) -> None:
     from ehrmind.methods.ehrmind import passk
-    passk.gate(a.samples, a.settings, a.train_task, Path(a.out), a.model_name)
+    passk.gate(a.samples, a.settings, a.train_task, Path(a.out), a.model_name, a.start)
 
 
 def cmd_tables(a) -> None:
@@ -321,7 +321,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True, help="checkpoint dir or model reference JSON")
     sp.add_argument("--train", help="training split JSONL")
     sp.add_argument("--trajectories", help="trajectories.jsonl written by `ehrmind mcts` (instead of --task/--train)")
-    sp.add_argument("--stage", help="label for the summary with --trajectories (default eag_sft)")
+    sp.add_argument("--stage", help="label for the summary: sft (default) or primer; with --trajectories, eag_sft "
+                    "(default) or eag_warmup")
     sp.add_argument("--settings", type=_json, required=True, help="the config's sft block as JSON")
     sp.add_argument("--out", required=True, help="checkpoint directory to write")
     sp.add_argument("--log-dir", required=True, help="directory for train_log.jsonl, summary, curves PNG")
@@ -384,6 +385,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("samples", nargs="+", help="samples.jsonl files (several for the multi training task)")
     sp.add_argument("--train-task", required=True, help="the training task the decision is for")
     sp.add_argument("--model-name", required=True, help="the model's name in the config (a label for tables)")
+    sp.add_argument("--start", choices=["base", "primer"], default="base",
+                    help="the checkpoint sampled: the base model (EHRMind), or the suite's primer (passk.primer_steps)")
     sp.add_argument("--settings", type=_json, required=True,
                     help="JSON: k, threshold, thresholds (per task), reliable (rules)")
     sp.add_argument("--out", required=True, help="gate.json to write")

@@ -73,8 +73,8 @@ def _check_task_overrides(config: dict[str, Any], origin: str) -> None:
 
 
 def _check_rules(config: dict[str, Any], origin: str) -> None:
-    """Rules the schema cannot express: n >= k, a gate needs both stages it chooses between, and
-    GRPO on several GPUs needs vLLM rollouts."""
+    """Rules the schema cannot express: n >= k, a gate needs both stages it chooses between (the
+    primer's audit, sft and sft_rlvr), and GRPO on several GPUs needs vLLM rollouts."""
     problems = []
     if config["resources"]["gpu"] > 1 and not config["grpo"]["use_vllm"]:
         problems.append("key 'grpo.use_vllm': a job on several GPUs (resources.gpu > 1) trains under FSDP, where "
@@ -87,6 +87,10 @@ def _check_rules(config: dict[str, Any], origin: str) -> None:
     if p["enabled"] and p["mode"] == "gated" and missing:
         problems.append(f"key 'stages': passk.mode 'gated' chooses between rlvr and sft_rlvr, "
                         f"but stages lacks {', '.join(missing)}")
+    lacking = [s for s in ("sft", "sft_rlvr") if s not in config["stages"]]
+    if p["enabled"] and p["primer_steps"] and lacking:
+        problems.append(f"key 'passk.primer_steps': the primer's audit compares primer_rlvr with sft_rlvr, "
+                        f"but stages lacks {', '.join(lacking)}")
     if problems:
         raise ConfigError(f"{origin}: invalid configuration\n" + "\n".join(f"  {line}" for line in problems))
 

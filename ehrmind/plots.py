@@ -24,22 +24,27 @@ def training_curves(history: list[dict[str, Any]], keys: list[str], out: Path, t
 
 
 def passk_vs_gain(points: list[dict[str, Any]], line: dict[str, Any], caption: str, out: Path) -> None:
-    """Scatter of pass@k against the RLVR-only gain, one marker per task, with the fitted line."""
+    """Scatter of a start's pass@k against the gain of RLVR from it, one marker per task (hollow:
+    the suite's primer start), with the fitted line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 4))
     markers = "osD^v<>"
     for i, task in enumerate(dict.fromkeys(p["task"] for p in points)):
-        mine = [p for p in points if p["task"] == task]
-        ax.scatter([100 * p["pass_at_k"] for p in mine], [100 * p["rlvr_gain"] for p in mine],
-                   marker=markers[i % len(markers)], label=task, alpha=0.8)
+        for start in ("base", "primer"):
+            mine = [p for p in points if p["task"] == task and p.get("start", "base") == start]
+            if mine:
+                ax.scatter([100 * p["pass_at_k"] for p in mine], [100 * p["rlvr_gain"] for p in mine],
+                           marker=markers[i % len(markers)], alpha=0.8, color=f"C{i}",
+                           facecolors="none" if start == "primer" else None,
+                           label=task if start == "base" else f"{task} (primer)")
     if "slope" in line:
         ax.axline((0, 100 * line["intercept"]), slope=line["slope"], color="black", linewidth=1)
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.set_xlim(-5, 105)
-    ax.set_xlabel("base model pass@k on the training split (%)")
-    ax.set_ylabel("RLVR-only gain on the test split (points)")
+    ax.set_xlabel("pass@k of the start on the training split (%)")
+    ax.set_ylabel("gain of RLVR from the start, test split (points)")
     ax.set_title(caption, fontsize=8)
     if points:
         ax.legend(fontsize=8)

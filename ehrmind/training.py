@@ -174,10 +174,10 @@ def trajectory_rows(tokenizer, trajectories: list[dict[str, Any]], max_length: i
 
 
 def sft(task: Task | None, model: str, train: list[Example], cfg: dict[str, Any], seed: int, out_dir: Path,
-        log_dir: Path, trust_remote_code: bool = False, precision: str = "auto") -> dict[str, Any]:
-    """The EHRMind warm-up on a task's examples."""
+        log_dir: Path, trust_remote_code: bool = False, precision: str = "auto", stage: str = "sft") -> dict[str, Any]:
+    """The EHRMind warm-up on a task's examples (the primer: its first `max_steps` steps)."""
     return _sft(model, lambda tok: sft_rows(tok, task, train, cfg["max_length"]), cfg, seed, out_dir, log_dir,
-                trust_remote_code, precision, stage="sft")
+                trust_remote_code, precision, stage=stage)
 
 
 def sft_trajectories(model: str, trajectories: list[dict[str, Any]], cfg: dict[str, Any], seed: int,
@@ -215,7 +215,8 @@ def _sft(model: str, build_rows: Callable[[Any], list[dict[str, list[int]]]], cf
     micro = cfg.get("micro_batch_size") or cfg["batch_size"]
     if cfg["batch_size"] % micro:
         raise ValueError(f"sft.batch_size {cfg['batch_size']} is not a multiple of micro_batch_size {micro}")
-    args = SFTConfig(num_train_epochs=cfg["epochs"], per_device_train_batch_size=micro,
+    args = SFTConfig(num_train_epochs=cfg["epochs"], max_steps=cfg.get("max_steps") or -1,
+                     per_device_train_batch_size=micro,
                      gradient_accumulation_steps=cfg["batch_size"] // micro, max_length=cfg["max_length"],
                      completion_only_loss=False,   # the labels already mask the prompt
                      train_sampling_strategy="group_by_length",   # batches of similar length: little padding
@@ -225,7 +226,9 @@ def _sft(model: str, build_rows: Callable[[Any], list[dict[str, list[int]]]], cf
                          peft_config=peft_config)
     started = time.perf_counter()
     result, resumed, step_seconds = _train(trainer, scratch)
-    epochs = cfg["epochs"]
+    # passes over the rows: the epochs, or fewer where max_steps stops first (the primer)
+    epochs = min(cfg["epochs"], cfg["max_steps"] * cfg["batch_size"] / len(rows)) if cfg.get("max_steps") \
+        else cfg["epochs"]
     summary = {"stage": stage, "method": cfg["method"], "examples": len(rows),
                "steps": trainer.state.global_step, "train_loss": result.training_loss,
                "trained_tokens": round(epochs * sum(len(r["input_ids"]) for r in rows)),

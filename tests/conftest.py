@@ -65,6 +65,11 @@ def tiny_run(tmp_path_factory, model_cache):
     return run_tiny_grid(tmp_path_factory.mktemp("grid"), model_cache)
 
 
+def run_stages(cfg: dict) -> list[str]:
+    """The stages of a run's main table: the config's, then the primer's (passk.primer_steps)."""
+    return cfg["stages"] + (["primer", "primer_rlvr"] if cfg.get("passk", {}).get("primer_steps") else [])
+
+
 def table_files(results: Path) -> dict[str, bytes]:
     """A run's tables by file name, for comparing two runs byte for byte; passk_cost.* holds
     wall times, which no two runs share, so it is left out."""

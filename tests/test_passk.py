@@ -210,6 +210,31 @@ def test_audit_table_says_whether_the_gate_was_right_and_what_the_other_pipeline
     assert "no fit: 1 points" in (out / "passk_vs_rlvr_gain.md").read_text()
 
 
+def test_the_primer_start_gets_its_own_decision_audit_and_gain_points(tmp_path):
+    """passk.primer_steps (the suite's device): the primer's gate chooses between primer_rlvr and
+    sft_rlvr, its gains are over the primer, and its points join the base's in the fit."""
+    n = 20
+    cells = [_cell(tmp_path, "baseline", [False] * n), _cell(tmp_path, "rlvr", [False] * n),
+             _cell(tmp_path, "sft_rlvr", [k < 8 for k in range(n)]), _cell(tmp_path, "primer", [k < 2 for k in range(n)]),
+             _cell(tmp_path, "primer_rlvr", [k < 14 for k in range(n)])]
+    base = _gate(tmp_path, [_row("p", "trec_ct", "inductive", [0] * 4, 2)])
+    samples = tmp_path / "passk/trec_ct/primer/seed0/samples.jsonl"
+    write_jsonl(samples, [_row("p", "trec_ct", "inductive", [2] * 4, 2), _row("q", "trec_ct", "transductive", [0] * 4, 2)])
+    primer = tmp_path / "passk/trec_ct/primer/seed0/gate.json"
+    passk.gate([str(samples)], {**GATE, "threshold": 0.5, "reliable": {}}, "trec_ct", primer, "m", start="primer")
+    grid = tables.group(tables.load_cells(cells))
+    gates = passk_report.load_gates([str(primer), base])
+    rows = [r for r in passk_report.passk_rows(gates, grid, {}) if r["category"] == "all"]
+    assert [r["start"] for r in rows] == ["base", "primer"]
+    assert rows[0]["decision"] == "sft_rlvr" and rows[0]["better"] == "sft_rlvr" and rows[0]["agreed"] == "yes"
+    assert rows[1]["decision"] == "primer_rlvr" and rows[1]["better"] == "primer_rlvr" and rows[1]["agreed"] == "yes"
+    assert rows[1]["rlvr_gain"] == pytest.approx(0.6) and rows[1]["sft_rlvr_gain"] == pytest.approx(0.3)
+    points = passk_report.gain_points(gates, grid)
+    assert sorted((p["start"], p["category"], p["pass_at_k"]) for p in points) == [
+        ("base", "inductive", 0.0), ("primer", "inductive", 1.0), ("primer", "transductive", 0.0)]
+    assert "r2" in passk_report.fit(points)
+
+
 def test_gated_table_marks_the_skipped_stage_as_not_run(tmp_path):
     n = 10
     cells = [_cell(tmp_path, "baseline", [False] * n), _cell(tmp_path, "sft_rlvr", [k < 5 for k in range(n)])]

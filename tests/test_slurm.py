@@ -17,9 +17,9 @@ import pytest
 from tests.conftest import run_tiny_grid, skip_unless_required, table_files
 from tests.slurm.cluster import Cluster, missing_tools
 
-GPU_RULES = {"sft", "grpo", "evaluate", "transfer", "passk", "robustness", "eag_sft", "mcts", "eag_grpo",
-             "eag_evaluate"}
-CPU_RULES = {"prepare_data", "prepare_shuffled", "transfer_test", "prepare_model", "merge_train", "gate", "expert",
+GPU_RULES = {"sft", "grpo", "evaluate", "transfer", "passk", "passk_primer", "robustness", "eag_sft", "mcts",
+             "eag_grpo", "eag_evaluate"}
+CPU_RULES = {"prepare_data", "prepare_shuffled", "transfer_test", "prepare_model", "merge_train", "gate", "gate_primer", "expert",
              "eag_warmup_data", "tables", "report_figures", "report_pages"}
 PARTITION = "gpu"
 

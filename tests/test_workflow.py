@@ -5,13 +5,14 @@ import csv
 
 import yaml
 
-from tests.conftest import REPO, run_snakemake as _snakemake, run_tiny_grid as _run
+from tests.conftest import REPO, run_snakemake as _snakemake, run_stages, run_tiny_grid as _run
 
 
 def test_every_table_cell_is_filled(tiny_run):
     _, results, cfg = tiny_run
     main = list(csv.DictReader(open(results / "tables/main.csv")))
-    assert [(r["model"], r["stage"]) for r in main] == [(m, s) for m in cfg["models"] for s in cfg["stages"]]
+    stages = run_stages(cfg)
+    assert [(r["model"], r["stage"]) for r in main] == [(m, s) for m in cfg["models"] for s in stages]
     for row in main:   # one seed: no sd over seeds; the baseline has no test against itself
         assert all(v != "" for k, v in row.items() if not k.endswith(("_p_holm_vs_baseline", "_sd_over_seeds"))), row
         for task in cfg["tasks"]:
@@ -22,10 +23,11 @@ def test_every_table_cell_is_filled(tiny_run):
     assert all(v != "" for r in per for v in r.values())
     sig = list(csv.DictReader(open(results / "tables/significance.csv")))
     n_tasks = len(cfg["tasks"])
-    assert sum(r["family"] == "stages" for r in sig) == n_tasks * 2 * 6  # per task, C(4,2) stage pairs per model
-    assert sum(r["family"] == "models" for r in sig) == n_tasks * 4      # per task, one model pair per stage
+    pairs = len(stages) * (len(stages) - 1) // 2
+    assert sum(r["family"] == "stages" for r in sig) == n_tasks * 2 * pairs  # per task, stage pairs per model
+    assert sum(r["family"] == "models" for r in sig) == n_tasks * len(stages)  # per task, one model pair per stage
     for ext in ("md", "tex"):
-        assert (results / f"tables/main.{ext}").read_text().count("tiny-b") == 4
+        assert (results / f"tables/main.{ext}").read_text().count("tiny-b") == len(stages)
 
 
 def test_transfer_matrix_is_complete(tiny_run):
@@ -38,7 +40,7 @@ def test_transfer_matrix_is_complete(tiny_run):
     for row in rows:   # every checkpoint on every task of its family, each compared with the baseline
         assert all(row[f"{e}_{k}"] != "" for e in text for k in ("value", "p_holm")), row
     cls = list(csv.DictReader(open(results / "tables/classification.csv")))
-    assert len(cls) == 2 * 4 and all(r["ehrshot_balanced_accuracy"] != "" for r in cls)
+    assert len(cls) == 2 * len(run_stages(cfg)) and all(r["ehrshot_balanced_accuracy"] != "" for r in cls)
     assert all(r["ehrshot_auroc"] != "" and r["tjh_mortality_auroc"] != "" for r in cls)
     metrics = yaml.safe_load(open(results / "transfer/tiny-b/multi/sft/seed0/ehrshot/metrics.json"))
     assert metrics["cell"] == {"model": "tiny-b", "task": "ehrshot", "stage": "sft", "seed": "0", "train_task": "multi"}
@@ -52,7 +54,8 @@ def test_structured_ehr_task_with_expert_and_robustness(tiny_run):
     ranked = [yaml.safe_load(l) for l in open(results / "experts/tjh_mortality/ranked_features.jsonl")]
     assert ranked and all(len(r["top_k"]) <= cfg["expert"].get("top_k", 5) for r in ranked)
     ehr = list(csv.DictReader(open(results / "tables/ehr.csv")))
-    assert ehr[0]["model"] == "expert" and [r["method"] for r in ehr[1:5]] == cfg["stages"]
+    stages = run_stages(cfg)
+    assert ehr[0]["model"] == "expert" and [r["method"] for r in ehr[1:1 + len(stages)]] == stages
     assert all(r["tjh_mortality_auroc_mean"] != "" for r in ehr)
     robust = list(csv.DictReader(open(results / "tables/robustness.csv")))
     assert [(r["model"], r["stage"]) for r in robust] == [(m, "sft_rlvr") for m in cfg["models"]]
@@ -85,12 +88,14 @@ def test_passk_audit_tables(tiny_run):
     _, results, cfg = tiny_run
     for model in cfg["models"]:
         rows = [r for r in csv.DictReader(open(results / f"tables/passk_{model}.csv")) if r["category"] == "all"]
-        assert [r["task"] for r in rows] == [*cfg["tasks"], "multi"]
-        assert all(r["decision"] in ("rlvr", "sft_rlvr") and r["pass_at_k"] != "" for r in rows)
-        for r in rows[:-1]:   # every task's own pipelines ran: a verdict
+        base, primer = ([r for r in rows if r["start"] == s] for s in ("base", "primer"))
+        assert [r["task"] for r in base] == [*cfg["tasks"], "multi"] and [r["task"] for r in primer] == [*cfg["tasks"]]
+        assert all(r["decision"] in ("rlvr", "sft_rlvr") and r["pass_at_k"] != "" for r in base)
+        assert all(r["decision"] in ("primer_rlvr", "sft_rlvr") and r["pass_at_k"] != "" for r in primer)
+        for r in base[:-1] + primer:   # every task's own pipelines ran: a verdict
             assert r["agreed"] in ("yes", "no", "tie") and r["rlvr_gain"] != "" and r["sft_rlvr_gain"] != ""
     costs = list(csv.DictReader(open(results / "tables/passk_cost.csv")))
-    assert len(costs) == 2 * (len(cfg["tasks"]) + 1) and all(int(r["passk_generated_tokens"]) > 0 for r in costs)
+    assert len(costs) == 2 * (2 * len(cfg["tasks"]) + 1) and all(int(r["passk_generated_tokens"]) > 0 for r in costs)
     assert all(float(r["skipped_wall_time_s"]) > 0 for r in costs)
     assert (results / "tables/passk_vs_rlvr_gain.png").stat().st_size > 0
     samples = [l for l in open(results / "passk/tiny-a/medcalc/samples.jsonl")]
@@ -130,7 +135,7 @@ def test_a_new_gate_threshold_reuses_the_stored_samples(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = proc.stdout[proc.stdout.index("Job stats"):].split("\n\n")[0]   # the table up to its blank line
     jobs = {line.split()[0] for line in stats.splitlines()[3:]}
-    assert {"gate", "tables"} <= jobs and "passk" not in jobs and "grpo" not in jobs, stats
+    assert {"gate", "gate_primer", "tables"} <= jobs and not jobs & {"passk", "passk_primer", "grpo"}, stats
 
 
 def test_gated_mode_runs_only_the_chosen_pipeline(tmp_path, model_cache):

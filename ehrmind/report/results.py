@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from ehrmind.io import read_json, read_jsonl
 
 SEED_DIR = re.compile(r"^seed(\d+)$")
-STAGE_ORDER = ("baseline", "sft", "rlvr", "sft_rlvr")
+STAGE_ORDER = ("baseline", "sft", "rlvr", "sft_rlvr", "primer", "primer_rlvr")
 
 
 def expand(args: Iterable[str | Path], name: str) -> list[Path]:

@@ -34,6 +34,10 @@ TRAIN_TASKS = TASKS + ([MULTI] if TRANSFER and config["transfer"]["multi"] and l
 # The Pass@k gate: `audit` runs rlvr and sft_rlvr and checks the gate's choice; `gated` runs only the choice.
 PASSK = config["passk"]["enabled"]
 GATED = PASSK and config["passk"]["mode"] == "gated"
+# This suite's device, not EHRMind's: a "primer" checkpoint (the first primer_steps steps of the SFT
+# warm-up) with its own diagnostic and gate, and RLVR from it, for a base that never writes the format.
+PRIMER_STEPS = config["passk"]["primer_steps"] if PASSK else 0
+PRIMER_STAGES = ["primer", "primer_rlvr"] if PRIMER_STEPS else []
 ROBUSTNESS = config["robustness"]["shuffle_fractions"] if EHR_TASKS else []
 # EAG-RL on the structured-EHR tasks (workflow/rules/eagrl.smk). Methods and what each is:
 EAG = config["eagrl"]
@@ -63,7 +67,7 @@ def _alternatives(values):
 wildcard_constraints:
     model=_alternatives(MODELS),
     task=_alternatives(TRAIN_TASKS),
-    stage=_alternatives(["baseline", "sft", "rlvr", "sft_rlvr"]),
+    stage=_alternatives(["baseline", "sft", "rlvr", "sft_rlvr", "primer", "primer_rlvr"]),
     seed=r"\d+",
 
 
@@ -90,9 +94,11 @@ def _tasks_of(task):
     return MULTI_TASKS if task == MULTI else [task]
 
 
-def sft_settings(task):
-    """The sft block with the task's own `sft:` overrides (EHRMind's per-task scripts differ)."""
-    return {**config["sft"], **config["tasks"].get(task, {}).get("sft", {})}
+def sft_settings(task, stage="sft"):
+    """The sft block with the task's own `sft:` overrides (EHRMind's per-task scripts differ);
+    the primer stops after passk.primer_steps optimizer steps."""
+    own = {**config["sft"], **config["tasks"].get(task, {}).get("sft", {})}
+    return {**own, "max_steps": PRIMER_STEPS} if stage == "primer" else own
 
 
 def grpo_settings(task):
@@ -130,7 +136,8 @@ def rl_stages(model, task):
 
 
 def stages_run(model, task):
-    return [s for s in STAGES if s in ("baseline", "sft")] + rl_stages(model, task)
+    primer = PRIMER_STAGES if task != MULTI else []
+    return [s for s in STAGES if s in ("baseline", "sft")] + rl_stages(model, task) + primer
 
 
 def seeds_of(stage):
@@ -231,7 +238,7 @@ def transfer_dirs(wildcards=None):
     if not TRANSFER:
         return []
     return [f"{R}/transfer/{m}/{t}/{s}/seed{seed}" for m, t, s, seed in checkpoints_run(TRAIN_TASKS)
-            if eval_tasks(t)]
+            if eval_tasks(t) and s not in PRIMER_STAGES]
 
 
 def robustness_files(wildcards=None):
@@ -245,7 +252,10 @@ def expert_files(wildcards=None):
 
 
 def gate_files(wildcards=None):
-    return [f"{R}/passk/{m}/{t}/gate.json" for m in MODELS for t in TRAIN_TASKS] if PASSK else []
+    """The base model's gate per model x training task; the primer's (first seed) per model x task."""
+    base = [f"{R}/passk/{m}/{t}/gate.json" for m in MODELS for t in TRAIN_TASKS] if PASSK else []
+    return base + [f"{R}/passk/{m}/{t}/primer/seed{SEEDS[0]}/gate.json" for m in MODELS for t in TASKS
+                   if PRIMER_STEPS]
 
 
 def training_dirs(wildcards=None):

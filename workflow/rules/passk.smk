@@ -42,3 +42,48 @@ checkpoint gate:
         f"{R}/logs/gate/{{model}}/{{task}}.log",
     shell:
         "ehrmind gate {input} --train-task {wildcards.task} --model-name {wildcards.model} --settings {params.settings} --out {output} 2>&1 | tee {log}"
+
+
+# This suite's device (passk.primer_steps > 0): the same diagnostic and gate on the primer
+# checkpoint of the first seed, where the base model writes the format on no item.
+rule passk_primer:
+    input:
+        model=f"{R}/models/{{model}}/{{task}}/primer/seed{{seed}}",
+        train=f"{R}/data/{{task}}/train.jsonl",
+    output:
+        samples=f"{R}/passk/{{model}}/{{task}}/primer/seed{{seed}}/samples.jsonl",
+        meta=f"{R}/passk/{{model}}/{{task}}/primer/seed{{seed}}/sampling.json",
+    wildcard_constraints:
+        task=_alternatives(TASKS),
+    params:
+        settings=lambda w: as_arg(passk_settings(w.task)),
+        reward=as_arg(config["reward"]),
+        seed=DATA_SEED,
+        model_flags=MODEL_FLAGS,
+        env=JOB_ENV,
+        out=lambda w, output: os.path.dirname(output.samples),
+    threads: job_threads()
+    resources:
+        **job_resources(),
+    log:
+        f"{R}/logs/passk/{{model}}/{{task}}/primer/seed{{seed}}.log",
+    shell:
+        "EHRMIND_GPUS={resources.gpu} OMP_NUM_THREADS={threads} {params.env} ehrmind passk --model {input.model} --train {input.train}"
+        " --settings {params.settings} --reward {params.reward} --seed {params.seed} {params.model_flags}"
+        " --out {params.out} 2>&1 | tee {log}"
+
+
+rule gate_primer:
+    input:
+        f"{R}/passk/{{model}}/{{task}}/primer/seed{{seed}}/samples.jsonl",
+    output:
+        f"{R}/passk/{{model}}/{{task}}/primer/seed{{seed}}/gate.json",
+    wildcard_constraints:
+        task=_alternatives(TASKS),
+    params:
+        settings=as_arg(gate_settings()),
+    log:
+        f"{R}/logs/gate/{{model}}/{{task}}/primer/seed{{seed}}.log",
+    shell:
+        "ehrmind gate {input} --train-task {wildcards.task} --model-name {wildcards.model} --start primer"
+        " --settings {params.settings} --out {output} 2>&1 | tee {log}"

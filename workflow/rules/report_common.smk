@@ -49,4 +49,4 @@ def report_files():
 def grpo_log_dirs(wildcards=None):
     """Training log folders of the GRPO jobs, every seed (in gated mode the gate decides which run)."""
     return [f"{R}/training/{m}/{t}/{s}/seed{seed}" for m, t, s, seed in checkpoints_run(TRAIN_TASKS)
-            if s in ("rlvr", "sft_rlvr")] + [d for d in eag_training_dirs() if d.split("/")[-2] in EAG_RL_METHODS]
+            if s in ("rlvr", "sft_rlvr", "primer_rlvr")] + [d for d in eag_training_dirs() if d.split("/")[-2] in EAG_RL_METHODS]

@@ -157,8 +157,10 @@ def decide(value: float, threshold: float) -> str:
 
 
 def gate(sample_files: list[str], settings: dict[str, Any], train_task: str, out: Path,
-         model_name: str = "") -> dict[str, Any]:
-    """Summarize stored samples (several files for `multi`) and write the decision to `out`."""
+         model_name: str = "", start: str = "base") -> dict[str, Any]:
+    """Summarize stored samples (several files for `multi`) and write the decision to `out`.
+    `start` names the checkpoint sampled: the base model, or the suite's primer, whose "rlvr"
+    means RLVR from the primer (primer_rlvr)."""
     rows, cost = [], {"wall_time_s": 0.0, "generated_tokens": 0}
     for path in sample_files:
         meta = Path(path).with_name("sampling.json")
@@ -174,7 +176,7 @@ def gate(sample_files: list[str], settings: dict[str, Any], train_task: str, out
         rows += file_rows
     summary = summarize(rows, settings["k"], settings["reliable"])
     threshold = settings["thresholds"].get(train_task, settings["threshold"])
-    result = {"cell": {"model": model_name, "train_task": train_task}, **summary, "rules": settings["reliable"],
+    result = {"cell": {"model": model_name, "train_task": train_task, "start": start}, **summary, "rules": settings["reliable"],
               "gate": {"value": summary["gate_value"], "threshold": threshold,
                        "decision": decide(summary["gate_value"], threshold),
                        "rule": f"{STAGE_BELOW} if mean gate value < {threshold} else {STAGE_ABOVE}"},

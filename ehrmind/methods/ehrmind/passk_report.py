@@ -1,17 +1,18 @@
 """Pass@k tables and figure, built from gate.json files, the main cells and the
 training logs (no regeneration: the samples are stored).
 
-- passk_<model>:       per training task and category: pass@1, pass@k, reliable
-                       pass@k, answer entropy, the gate value and decision; the
-                       RLVR-only and SFT+RLVR gains over the baseline on the test
-                       split; which of the two scored higher and whether the gate
-                       picked it
+- passk_<model>:       per start (the base model; the suite's primer where
+                       passk.primer_steps is set), training task and category:
+                       pass@1, pass@k, reliable pass@k, answer entropy, the gate
+                       value and decision; the RLVR-only and SFT+RLVR gains over
+                       the start on the test split; which of the two scored higher
+                       and whether the gate picked it
 - passk_cost:          per model x training task, the wall time and generated tokens
                        of the pass@k sampling and of the pipeline the gate did not pick
-- passk_vs_rlvr_gain:  the base model's pass@k against the RLVR-only gain, one
-                       point per model x task x category (task level where the
-                       training and test categories differ), with a least-squares
-                       line and R² (SciPy); also as a PNG
+- passk_vs_rlvr_gain:  a start's pass@k against the gain of RLVR from it, one
+                       point per start x model x task x category (task level where
+                       the training and test categories differ), with a
+                       least-squares line and R² (SciPy); also as a PNG
 """
 from __future__ import annotations
 
@@ -23,7 +24,16 @@ from ehrmind.io import read_json
 from ehrmind.tables import _num
 
 Grid = dict[tuple[str, str, str], list[dict[str, Any]]]   # (model, task, stage) -> its cells, one per seed
-PIPELINES = {"rlvr": ("rlvr",), "sft_rlvr": ("sft", "sft_rlvr")}   # training jobs of each pipeline
+PIPELINES = {"rlvr": ("rlvr",), "sft_rlvr": ("sft", "sft_rlvr"),   # training jobs of each pipeline
+             "primer_rlvr": ("primer", "primer_rlvr")}
+# A gate's start: the cells it is sampled from, and its RLVR-only stage (its "rlvr" decision).
+STARTS = {"base": ("baseline", "rlvr"), "primer": ("primer", "primer_rlvr")}
+
+
+def start_of(gate: dict[str, Any]) -> tuple[str, str, str]:
+    """(start, its cells' stage, its RLVR-only stage); gate files from before the primer are the base's."""
+    start = gate["cell"].get("start", "base")
+    return (start, *STARTS[start])
 
 
 def load_gates(paths: list[str]) -> list[dict[str, Any]]:
@@ -67,20 +77,22 @@ def _score(cells: list | None, per_category: str | None = None) -> float | None:
     return sum(found) / len(found) if found else None
 
 
-def _gain(grid: Grid, model: str, task: str, stage: str, category: str | None = None) -> float | None:
-    base, trained = _score(grid.get((model, task, "baseline")), category), _score(grid.get((model, task, stage)), category)
+def _gain(grid: Grid, model: str, task: str, stage: str, category: str | None = None,
+          start: str = "baseline") -> float | None:
+    base, trained = _score(grid.get((model, task, start)), category), _score(grid.get((model, task, stage)), category)
     return None if base is None or trained is None else trained - base
 
 
-def _verdict(grid: Grid, model: str, task: str, decision: str) -> tuple[str, str, dict[str, Any] | None]:
-    """Which of rlvr / sft_rlvr scored higher on the test split, and whether the gate picked it."""
-    a, b = grid.get((model, task, "rlvr")), grid.get((model, task, "sft_rlvr"))
+def _verdict(grid: Grid, model: str, task: str, decision: str, rl: str = "rlvr") -> tuple[str, str, dict | None]:
+    """Which of the RLVR-only stage `rl` and sft_rlvr scored higher on the test split, and
+    whether the gate picked it."""
+    a, b = grid.get((model, task, rl)), grid.get((model, task, "sft_rlvr"))
     if a is None or b is None:
         return "–", "not run (gated)" if (a or b) else "–", None
     test = tables.test(a, b)
     if tables.value(a) == tables.value(b):
         return "tie", "tie", test
-    better = "rlvr" if tables.value(a) > tables.value(b) else "sft_rlvr"
+    better = rl if tables.value(a) > tables.value(b) else "sft_rlvr"
     return better, "yes" if decision == better else "no", test
 
 
@@ -99,25 +111,26 @@ def _cost_text(cost: dict[str, float] | None) -> str:
 def passk_rows(gates: list[dict], grid: Grid, training: dict) -> list[dict[str, Any]]:
     """One record per model x training task (category "all") and per category."""
     records = []
-    for g in gates:
+    for g in sorted(gates, key=lambda g: list(STARTS).index(start_of(g)[0])):   # the base's rows first
         m, t = g["cell"]["model"], g["cell"]["train_task"]
-        decision = g["gate"]["decision"]
-        better, agreed, test = _verdict(grid, m, t, decision)
-        skipped = "sft_rlvr" if decision == "rlvr" else "rlvr"
+        start, cells, rl = start_of(g)
+        decision = rl if g["gate"]["decision"] == "rlvr" else "sft_rlvr"
+        better, agreed, test = _verdict(grid, m, t, decision, rl)
+        skipped = "sft_rlvr" if decision == rl else rl
         skipped_cost = _cost(training, m, t, skipped) if agreed != "not run (gated)" else None
-        records.append({"model": m, "task": t, "category": "all", **_figures(g),
+        records.append({"model": m, "start": start, "task": t, "category": "all", **_figures(g),
                         "gate_value": g["gate"]["value"], "threshold": g["gate"]["threshold"],
-                        "decision": decision, "rlvr_gain": _gain(grid, m, t, "rlvr"),
-                        "sft_rlvr_gain": _gain(grid, m, t, "sft_rlvr"), "better": better, "agreed": agreed,
-                        "p_rlvr_vs_sft_rlvr": test["p_value"] if test else None,
+                        "decision": decision, "rlvr_gain": _gain(grid, m, t, rl, start=cells),
+                        "sft_rlvr_gain": _gain(grid, m, t, "sft_rlvr", start=cells), "better": better,
+                        "agreed": agreed, "p_rlvr_vs_sft_rlvr": test["p_value"] if test else None,
                         "skipped": skipped, "skipped_cost": skipped_cost, "passk_cost": g.get("sampling_cost")})
         for cat in g["per_category"].values():
             if cat["task"] != t:
                 continue   # multi pools the tasks' samples: its categories are the tasks' own rows
-            records.append({"model": m, "task": t, "category": cat["category"], **_figures(cat),
+            records.append({"model": m, "start": start, "task": t, "category": cat["category"], **_figures(cat),
                             "gate_value": cat["gate_value"],
-                            "rlvr_gain": _gain(grid, m, t, "rlvr", cat["category"]),
-                            "sft_rlvr_gain": _gain(grid, m, t, "sft_rlvr", cat["category"])})
+                            "rlvr_gain": _gain(grid, m, t, rl, cat["category"], start=cells),
+                            "sft_rlvr_gain": _gain(grid, m, t, "sft_rlvr", cat["category"], start=cells)})
     return records
 
 
@@ -127,19 +140,20 @@ def _figures(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def gain_points(gates: list[dict], grid: Grid) -> list[dict[str, Any]]:
-    """(pass@k, RLVR-only gain) per model x task x category where the base model's
-    training categories match the test categories, else per model x task."""
+    """(a start's pass@k, the gain of RLVR from that start) per start x model x task x category
+    where the training categories match the test categories, else per start x model x task."""
     points = []
     for g in gates:
         m, t = g["cell"]["model"], g["cell"]["train_task"]
-        test = grid.get((m, t, "rlvr"))
-        if test is None or (m, t, "baseline") not in grid:
-            continue   # multi, or rlvr not run
+        start, cells, rl = start_of(g)
+        test = grid.get((m, t, rl))
+        if test is None or (m, t, cells) not in grid:
+            continue   # multi, or the RLVR-only stage not run
         shared = [cat for cat in g["per_category"].values() if cat["category"] in test[0]["per_category"]]
         for cat in shared or [{"category": "all", "pass_at_k": g["pass_at_k"]}]:
             c = None if cat["category"] == "all" else cat["category"]
-            points.append({"model": m, "task": t, "category": cat["category"], "pass_at_k": cat["pass_at_k"],
-                           "rlvr_gain": _gain(grid, m, t, "rlvr", c)})
+            points.append({"model": m, "start": start, "task": t, "category": cat["category"],
+                           "pass_at_k": cat["pass_at_k"], "rlvr_gain": _gain(grid, m, t, rl, c, start=cells)})
     return points
 
 
@@ -193,9 +207,9 @@ def write(gates: list[dict], grid: Grid, training: dict, out: Path, writer) -> l
     from ehrmind import plots
     records = passk_rows(gates, grid, training)
     written: list[Path] = []
-    headers = ["Task", "Category", "Items", "Format %", "pass@1 %", "pass@k %", "reliable pass@k %", "Entropy",
+    headers = ["Start", "Task", "Category", "Items", "Format %", "pass@1 %", "pass@k %", "reliable pass@k %", "Entropy",
                "Gate value %", "Decision", "RLVR Δ pts", "SFT+RLVR Δ pts", "Better on test", "Gate right?"]
-    keys = ["task", "category", "items", "pass_at_1", "pass_at_k", "reliable_pass_at_k", "entropy", "format_rate",
+    keys = ["start", "task", "category", "items", "pass_at_1", "pass_at_k", "reliable_pass_at_k", "entropy", "format_rate",
             "gate_value", "threshold", "decision", "rlvr_gain", "sft_rlvr_gain", "better", "agreed",
             "p_rlvr_vs_sft_rlvr"]
     for model in dict.fromkeys(g["cell"]["model"] for g in gates):
@@ -205,28 +219,32 @@ def write(gates: list[dict], grid: Grid, training: dict, out: Path, writer) -> l
             verdict = r.get("agreed", "")
             if top and r.get("p_rlvr_vs_sft_rlvr") is not None and verdict in ("yes", "no"):
                 verdict += f" (p = {r['p_rlvr_vs_sft_rlvr']:.3g})"
-            rows.append([r["task"] if top else "", r["category"], r["items"], _pts(r["format_rate"]),
+            rows.append([r["start"] if top else "", r["task"] if top else "", r["category"], r["items"], _pts(r["format_rate"]),
                          _pts(r["pass_at_1"]), _pts(r["pass_at_k"]), _pts(r["reliable_pass_at_k"]),
                          _num(r["entropy"], 2), _pts(r["gate_value"]), _decision_text(r) if top else "", _pts(r["rlvr_gain"], True), _pts(r["sft_rlvr_gain"], True),
                          r.get("better", ""), verdict])
             csv_rows.append(["" if r.get(k) is None else r[k] for k in keys])
         written += writer(out, f"passk_{model}", headers, rows, keys, csv_rows,
                           f"Pass@k diagnostic of {model} on each training split and the gate's decision. "
+                          f"Start: the checkpoint sampled, the base model (EHRMind's diagnostic) or the primer "
+                          f"(this suite's device, passk.primer_steps: the first steps of the SFT warm-up), whose "
+                          f"RLVR-only stage is primer_rlvr. "
                           f"Format: share of samples whose answer the scorer could read. Entropy: of the "
                           f"samples' answers, nats, mean over items. Gate value: mean over items of the "
                           f"reliable pass@k where a rule covers the category, else pass@k; below the "
                           f"threshold, SFT runs first (sft_rlvr). multi pools the tasks' samples. Δ: the test "
-                          f"split's headline metric minus the baseline's, in points (per category: accuracy). "
+                          f"split's headline metric minus the start's, in points (per category: accuracy). "
                           f"Gate right?: whether the decision is the stage that scored higher on the test split "
                           f"(p of the paired test between the two, seeds pooled). Costs are in passk_cost.")
     written += _cost_table([r for r in records if r["category"] == "all"], out, writer)
     points = gain_points(gates, grid)
     line = fit(points)
-    keys = ["model", "task", "category", "pass_at_k", "rlvr_gain"]
-    written += writer(out, "passk_vs_rlvr_gain", ["Model", "Task", "Category", "pass@k %", "RLVR Δ pts"],
-                      [[p["model"], p["task"], p["category"], _pts(p["pass_at_k"]), _pts(p["rlvr_gain"], True)]
-                       for p in points], keys, [[p[k] for k in keys] for p in points],
-                      f"Base-model pass@k on the training split against the RLVR-only gain on the test split. "
+    keys = ["model", "start", "task", "category", "pass_at_k", "rlvr_gain"]
+    written += writer(out, "passk_vs_rlvr_gain", ["Model", "Start", "Task", "Category", "pass@k %", "RLVR Δ pts"],
+                      [[p["model"], p["start"], p["task"], p["category"], _pts(p["pass_at_k"]),
+                        _pts(p["rlvr_gain"], True)] for p in points], keys, [[p[k] for k in keys] for p in points],
+                      f"A start's pass@k on the training split against the gain of RLVR from it on the test split "
+                      f"(base: rlvr over baseline; primer, this suite's device: primer_rlvr over primer). "
                       f"{fit_text(line)}.")
     png = out / "passk_vs_rlvr_gain.png"
     plots.passk_vs_gain(points, line, fit_text(line), png)
