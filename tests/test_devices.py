@@ -64,7 +64,7 @@ def test_only_training_and_generation_rules_ask_for_gpus(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     blocks = re.split(r"^\[.*\]$", proc.stdout + proc.stderr, flags=re.M)   # a job per "[date]" header
     jobs = [(m.group(1), b) for b in blocks if (m := re.match(r"\s*(?:rule|checkpoint) (\w+):", b))]
-    gpu_rules = {"sft", "grpo", "evaluate", "transfer", "passk", "robustness", "eag_sft", "mcts", "eag_grpo",
+    gpu_rules = {"sft", "grpo", "evaluate", "transfer", "passk", "passk_primer", "robustness", "eag_sft", "mcts", "eag_grpo",
                  "eag_evaluate"}
     assert {rule for rule, _ in jobs} >= gpu_rules | {"prepare_data", "prepare_model", "gate", "tables"}
     for rule, body in jobs:
