@@ -520,8 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     from ehrmind.tasks import DataError
     from ehrmind import devices
     from ehrmind.prefetch import PrefetchError
-    from ehrmind import exact
+    from ehrmind import allocator, exact
     exact.apply()
+    allocator.keep_freed_memory()   # large activations reuse freed memory instead of fresh pages
     try:
         devices.claim_for_job()   # a GPU rule's own device(s) before anything starts CUDA
         args.func(args)

@@ -19,6 +19,7 @@ plain checkpoint (LoRA merged) plus its log history (JSONL), a summary and a PNG
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -221,11 +222,11 @@ def _sft(model: str, build_rows: Callable[[Any], list[dict[str, list[int]]]], cf
                      completion_only_loss=False,   # the labels already mask the prompt
                      train_sampling_strategy="group_by_length",   # batches of similar length: little padding
                      **_shared_args(cfg, seed, precision, scratch))
-    _score_labelled_positions_only()
-    trainer = SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config)
-    started = time.perf_counter()
-    result, resumed, step_seconds = _train(trainer, scratch)
+    with _score_labelled_positions_only():
+        trainer = SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                             peft_config=peft_config)
+        started = time.perf_counter()
+        result, resumed, step_seconds = _train(trainer, scratch)
     # passes over the rows: the epochs, or fewer where max_steps stops first (the primer)
     epochs = min(cfg["epochs"], cfg["max_steps"] * cfg["batch_size"] / len(rows)) if cfg.get("max_steps") \
         else cfg["epochs"]
@@ -240,8 +241,9 @@ def _sft(model: str, build_rows: Callable[[Any], list[dict[str, list[int]]]], cf
     return summary
 
 
-def _score_labelled_positions_only() -> None:
-    """TRL's fused LM head (SFT's loss) runs only the labelled positions through the head where
+@contextlib.contextmanager
+def _score_labelled_positions_only():
+    """While inside: TRL's fused LM head (SFT's loss) runs only the labelled positions through the head where
     Triton is present, and every position elsewhere, to keep tile shapes fixed for compilers.
     Without a compiler in the way the labelled-only path is the faster one on any device: an
     EHRMind example is mostly prompt (loss-masked), and on the CPU scoring it doubled a step's
@@ -250,7 +252,11 @@ def _score_labelled_positions_only() -> None:
     import trl.trainer.utils as trl_utils
     if not hasattr(trl_utils, "_use_triton"):
         raise RuntimeError("trl.trainer.utils._use_triton is gone: check the pinned TRL version")
-    trl_utils._use_triton = lambda device: True
+    original, trl_utils._use_triton = trl_utils._use_triton, lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 def rollout_func(prompt_ids: dict[str, list[int]], cfg: dict[str, Any], seed: int) -> Callable:

@@ -1,11 +1,13 @@
 """The transformers backend: greedy output equals `model.generate`'s, each prompt is encoded
 once for its n samples, finished rows leave the batch, sampling is repeatable."""
+import contextlib
+
 import pytest
 import torch
 
 from ehrmind import models
 from ehrmind.generation import SamplingSpec, choose
-from ehrmind.generation.hf import HFBackend
+from ehrmind.generation.hf import HFBackend, prepacked_linears
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,32 @@ def test_greedy_matches_model_generate(loaded):
             ref = net.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False, temperature=None, top_p=None,
                                top_k=None, pad_token_id=tok.pad_token_id)[0, len(p):].tolist()
         assert list(g.token_ids) == ref[:len(g.token_ids)] and g.n_tokens == len(g.token_ids)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a PyTorch build without oneDNN")
+def test_prepacked_linears_compute_what_the_plain_layers_do(tiny_model, monkeypatch):
+    net, tok = models.load(tiny_model, precision="bf16")
+    net.eval()
+    linears = [m for m in net.modules() if type(m) is torch.nn.Linear]
+    ids = torch.tensor(_prompts(tok, 3)[2:])
+    with torch.inference_mode():
+        plain = net(input_ids=ids).logits
+        with prepacked_linears(net, rows=1):
+            assert all("forward" in m.__dict__ for m in linears)   # the packed weights are in use
+            packed = net(input_ids=ids).logits
+    assert not any("forward" in m.__dict__ for m in linears)        # and gone after
+    torch.testing.assert_close(packed, plain, atol=0.02, rtol=0.02)
+    # generation packs by itself; greedy tokens as with the plain layers
+    spec = SamplingSpec(max_new_tokens=8)
+    ours = HFBackend(net, tok, batch_size=4).generate(_prompts(tok), spec)
+    monkeypatch.setattr("ehrmind.generation.hf.prepacked_linears", lambda model, rows: contextlib.nullcontext())
+    assert HFBackend(net, tok, batch_size=4).generate(_prompts(tok), spec) == ours
+
+
+def test_fp32_layers_are_not_prepacked(loaded):
+    net, _ = loaded
+    with prepacked_linears(net, rows=4):
+        assert not any("forward" in m.__dict__ for m in net.modules())
 
 
 def test_each_prompt_is_encoded_once_for_its_samples(loaded, monkeypatch):

@@ -79,8 +79,11 @@ def test_sft_loss_is_the_mean_log_loss_of_the_labelled_tokens(tiny_model, tmp_pa
             labels = torch.tensor(r["labels"][1:])
             nll += torch.nn.functional.cross_entropy(logits, labels, ignore_index=-100, reduction="sum").item()
             count += int((labels != -100).sum())
+    import trl.trainer.utils as trl_utils
+    switch = trl_utils._use_triton
     training.sft(AddOne(), str(tiny_model), EXAMPLES[:4], {**SFT, "learning_rate": 1e-9}, 0, tmp_path / "ckpt",
                  tmp_path / "logs", precision="fp32")
+    assert trl_utils._use_triton is switch   # TRL's switch is only turned for the SFT run
     first = next(json.loads(line) for line in open(tmp_path / "logs/train_log.jsonl") if "loss" in line)
     assert float(first["loss"]) == pytest.approx(nll / count, rel=1e-3)
 

@@ -17,6 +17,10 @@ Stop strings (`SamplingSpec.stop`): after each step, the live rows' last few tok
 byte) and a row whose tail holds a stop string ends there like one that wrote end-of-sequence.
 Its text is cut after the stop string (`cut_at_stop`), which it keeps.
 
+Linear layers (bf16 on a CPU): their weights are reordered once per `generate` call into
+oneDNN's blocked layout (`prepacked_linears`), which the plain bf16 matmul otherwise redoes at
+every call; a decode step's matmuls at 8-64 rows ran 1.5-2x faster, the tokens identical.
+
 Sampling: temperature, then nucleus (top-p) on the sorted probabilities (the top 256 where
 they hold the nucleus: sorting and drawing over the whole 49k vocabulary was ~10 % of a GRPO
 step), drawn from a torch.Generator seeded per batch (`seed`, batch index), so a run is
@@ -24,6 +28,7 @@ repeatable whatever the thread count or the order other jobs run in.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -53,14 +58,15 @@ class HFBackend:
         per_batch = max(1, self.batch_size // spec.n)
         results: list[list[Generation]] = [[] for _ in prompts]
         started, done = time.perf_counter(), 0
-        for b, first in enumerate(range(0, len(order), per_batch)):
-            idx = order[first:first + per_batch]
-            for i, gens in zip(idx, self._batch([prompts[i] for i in idx], spec, seed=(spec.seed, b))):
-                results[i] = gens
-                done += sum(g.n_tokens for g in gens)
-            elapsed = time.perf_counter() - started
-            log.info("generated %d/%d prompts x %d, %d tokens, %.1f tokens/s", min(first + per_batch, len(order)),
-                     len(order), spec.n, done, done / max(elapsed, 1e-9))
+        with prepacked_linears(self.model, self.batch_size):
+            for b, first in enumerate(range(0, len(order), per_batch)):
+                idx = order[first:first + per_batch]
+                for i, gens in zip(idx, self._batch([prompts[i] for i in idx], spec, seed=(spec.seed, b))):
+                    results[i] = gens
+                    done += sum(g.n_tokens for g in gens)
+                elapsed = time.perf_counter() - started
+                log.info("generated %d/%d prompts x %d, %d tokens, %.1f tokens/s", min(first + per_batch, len(order)),
+                         len(order), spec.n, done, done / max(elapsed, 1e-9))
         self.stats.prompts += len(prompts)
         self.stats.prompt_tokens += sum(map(len, prompts))
         self.stats.generated_tokens += done
@@ -160,6 +166,44 @@ class HFBackend:
             choice = torch.multinomial(sorted_p, 1, generator=generator)
             return order.gather(1, choice)[:, 0]
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+@contextlib.contextmanager
+def prepacked_linears(model, rows: int):
+    """While inside: the bf16 `nn.Linear` layers of a CPU model multiply with a copy of their
+    weights prepacked for oneDNN (the kernel PyTorch's own bf16 CPU matmul calls, which
+    reorders the weight at every call), sized for `rows` rows. The weights must not change
+    inside (the GRPO rollout copy is repacked at each round's `generate`). Elsewhere (a GPU,
+    fp32, a PyTorch without the op) layers stay as they are."""
+    import torch
+    linears = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.dtype == torch.bfloat16
+               and m.weight.device.type == "cpu"]
+    pack = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) if torch.backends.mkldnn.is_available() else None
+    if not linears or pack is None:
+        yield
+        return
+    try:
+        for m in linears:   # an instance attribute shadows the class's forward
+            m.forward = functools.partial(_packed_linear, pack(m.weight.detach(), rows), m.bias)
+    except RuntimeError as exc:   # a oneDNN build without bf16 kernels for this CPU
+        log.warning("linear layers not prepacked (%s); generating with the plain matmul", exc)
+        _unpack(linears)
+        yield
+        return
+    try:
+        yield
+    finally:
+        _unpack(linears)
+
+
+def _packed_linear(weight, bias, x):
+    import torch
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _unpack(linears) -> None:
+    for m in linears:
+        m.__dict__.pop("forward", None)
 
 
 def reserve(cache, extra: int) -> None:
