@@ -179,17 +179,13 @@ def prepacked_linears(model, rows: int):
     linears = [m for m in model.modules() if type(m) is torch.nn.Linear and m.weight.dtype == torch.bfloat16
                and m.weight.device.type == "cpu"]
     pack = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) if torch.backends.mkldnn.is_available() else None
-    if not linears or pack is None:
-        yield
-        return
-    try:
-        for m in linears:   # an instance attribute shadows the class's forward
-            m.forward = functools.partial(_packed_linear, pack(m.weight.detach(), rows), m.bias)
-    except RuntimeError as exc:   # a oneDNN build without bf16 kernels for this CPU
-        log.warning("linear layers not prepacked (%s); generating with the plain matmul", exc)
-        _unpack(linears)
-        yield
-        return
+    if pack is not None:
+        try:
+            for m in linears:   # an instance attribute shadows the class's forward
+                m.forward = functools.partial(_packed_linear, pack(m.weight.detach(), rows), m.bias)
+        except RuntimeError as exc:   # a oneDNN build without bf16 kernels for this CPU
+            log.warning("linear layers not prepacked (%s); generating with the plain matmul", exc)
+            _unpack(linears)
     try:
         yield
     finally:
