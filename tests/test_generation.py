@@ -1,13 +1,15 @@
 """The transformers backend: greedy output equals `model.generate`'s, each prompt is encoded
-once for its n samples, finished rows leave the batch, sampling is repeatable."""
+once for its n samples, finished rows leave the batch, sampling is repeatable; its CPU fast
+paths (prepacked linears, chunked norms, 4D additive masks) compute what the plain model does."""
 import contextlib
+import types
 
 import pytest
 import torch
 
 from ehrmind import models
 from ehrmind.generation import SamplingSpec, choose
-from ehrmind.generation.hf import HFBackend, prepacked_linears
+from ehrmind.generation.hf import HFBackend, attention_mask, chunked_norms, prepacked_linears
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,45 @@ def test_fp32_layers_are_not_prepacked(loaded):
     net, _ = loaded
     with prepacked_linears(net, rows=4):
         assert not any("forward" in m.__dict__ for m in net.modules())
+
+
+def test_chunked_norms_give_the_same_bytes(tiny_model):
+    net, _ = models.load(tiny_model, precision="bf16")
+    norms = [m for m in net.modules() if type(m).__name__.endswith("RMSNorm")]
+    x = torch.randn(3, 300, net.config.hidden_size, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        plain = [m(x) for m in norms]
+        with chunked_norms(net, rows=128):   # 900 positions: 7 chunks, the last one short
+            assert norms and all("forward" in m.__dict__ for m in norms)
+            chunked = [m(x) for m in norms]
+            assert torch.equal(norms[0](x[:1, :5]), plain[0][:1, :5])   # small inputs go through whole
+    assert not any("forward" in m.__dict__ for m in norms)
+    assert all(torch.equal(a, b) for a, b in zip(chunked, plain))
+
+
+def test_the_4d_additive_mask_gives_what_transformers_builds_from_the_2d_one(loaded):
+    net, tok = loaded
+    prompts = _prompts(tok, 3)
+    width = max(map(len, prompts))
+    ids = torch.zeros((3, width), dtype=torch.long)
+    mask = torch.zeros((3, width), dtype=torch.long)
+    for r, p in enumerate(prompts):   # left-padded, as the decode loop pads
+        ids[r, width - len(p):], mask[r, width - len(p):] = torch.tensor(p), 1
+    four_d = attention_mask(net, mask, queries=width)
+    assert four_d.shape == (3, 1, width, width) and four_d.dtype == net.dtype
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        ref = net(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        ours = net(input_ids=ids, attention_mask=four_d, position_ids=positions).logits
+    real = mask.bool()
+    assert torch.equal(ours[real], ref[real])
+    # one new position per row (a decode step) sees every key its row has
+    step = attention_mask(net, mask, queries=1)
+    assert step.shape == (3, 1, 1, width) and torch.equal(step[:, 0, 0] == 0, real)
+    # models with sliding windows get the 2D mask, for transformers to build theirs
+    windowed = types.SimpleNamespace(config=types.SimpleNamespace(layer_types=["sliding_attention"],
+                                                                  _attn_implementation="sdpa"), dtype=net.dtype)
+    assert attention_mask(windowed, mask, queries=width) is mask
 
 
 def test_each_prompt_is_encoded_once_for_its_samples(loaded, monkeypatch):
