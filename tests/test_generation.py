@@ -92,10 +92,27 @@ def test_the_4d_additive_mask_gives_what_transformers_builds_from_the_2d_one(loa
     # one new position per row (a decode step) sees every key its row has
     step = attention_mask(net, mask, queries=1)
     assert step.shape == (3, 1, 1, width) and torch.equal(step[:, 0, 0] == 0, real)
+    # no padding: the 2D mask, as transformers then gives SDPA none (another kernel, other low bits)
+    assert attention_mask(net, torch.ones((2, 5), dtype=torch.long), queries=5).dim() == 2
     # models with sliding windows get the 2D mask, for transformers to build theirs
     windowed = types.SimpleNamespace(config=types.SimpleNamespace(layer_types=["sliding_attention"],
                                                                   _attn_implementation="sdpa"), dtype=net.dtype)
     assert attention_mask(windowed, mask, queries=width) is mask
+
+
+def test_generation_with_4d_masks_is_bitwise_what_transformers_masks_give(tiny_model, monkeypatch):
+    """The same generations, log-probabilities included, with and without the 4D masks, for
+    prompts of one length (no padding: the 2D mask goes through) and of several."""
+    net, tok = models.load(tiny_model, precision="bf16")
+    net.eval()
+    same_length = [tok("Question: " + "word " * 6, add_special_tokens=False)["input_ids"]] * 2
+    spec = SamplingSpec(max_new_tokens=10, n=3, temperature=1.0, seed=5, logprobs=True)
+    runs = []
+    for prompts in (same_length, _prompts(tok, 3)):
+        runs.append(HFBackend(net, tok, batch_size=9).generate(prompts, spec))
+    monkeypatch.setattr("ehrmind.generation.hf.attention_mask", lambda model, mask, queries: mask)
+    for prompts, ours in zip((same_length, _prompts(tok, 3)), runs):
+        assert HFBackend(net, tok, batch_size=9).generate(prompts, spec) == ours
 
 
 def test_each_prompt_is_encoded_once_for_its_samples(loaded, monkeypatch):
