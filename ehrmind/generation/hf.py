@@ -195,11 +195,11 @@ def prepacked_linears(model, rows: int):
                 m.forward = functools.partial(_packed_linear, pack(m.weight.detach(), rows), m.bias)
         except RuntimeError as exc:   # a oneDNN build without bf16 kernels for this CPU
             log.warning("linear layers not prepacked (%s); generating with the plain matmul", exc)
-            _unpack(linears)
+            _restore_forward(linears)
     try:
         yield
     finally:
-        _unpack(linears)
+        _restore_forward(linears)
 
 
 @contextlib.contextmanager
@@ -216,8 +216,7 @@ def chunked_norms(model, rows: int = NORM_CHUNK_ROWS):
     try:
         yield
     finally:
-        for m in norms:
-            m.__dict__.pop("forward", None)
+        _restore_forward(norms)
 
 
 def _chunked_norm(forward, rows: int, x):
@@ -238,8 +237,9 @@ def _packed_linear(weight, bias, x):
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def _unpack(linears) -> None:
-    for m in linears:
+def _restore_forward(modules) -> None:
+    """Drop the instance `forward` that shadowed each module's class forward."""
+    for m in modules:
         m.__dict__.pop("forward", None)
 
 
