@@ -301,7 +301,9 @@ def auc_bootstrap(y_true: Sequence[int], scores: Sequence[float], n_resamples: i
     only have no AUC and are skipped (``n_valid`` counts the others). Returns
     ``{"auroc", "auprc"}`` on the full data, their bootstrap ``*_mean`` and ``*_sd``
     (ddof 1; NaN with fewer than two valid resamples), ``n``, ``n_positive``,
-    ``n_resamples`` and ``n_valid``. Deterministic for a given ``seed``.
+    ``n_resamples`` and ``n_valid``. Deterministic for a given ``seed``. The resamples are
+    scored by ``metric("auroc")`` and ``average_precision`` (numpy only, equal to sklearn's to
+    ~1e-16, tested): sklearn's input checks cost ~2 s a call of 1,000 resamples.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -315,13 +317,13 @@ def auc_bootstrap(y_true: Sequence[int], scores: Sequence[float], n_resamples: i
     members = [np.flatnonzero(index == g) for g in range(patients.size)]
     rng = np.random.default_rng(seed)
     roc, pr = [], []
-    for _ in range(n_resamples):
+    for _ in range(n_resamples):   # numpy only: sklearn's input checks cost ~100x the arithmetic here
         take = np.concatenate([members[g] for g in rng.integers(0, patients.size, patients.size)])
         yb = y[take]
         if yb.min() == yb.max():
             continue
-        roc.append(roc_auc_score(yb, s[take]))
-        pr.append(average_precision_score(yb, s[take]))
+        roc.append(metric("auroc", yb, s[take]))
+        pr.append(average_precision(yb, s[take]))
 
     def spread(values: list[float]) -> tuple[float, float]:
         if len(values) < 2:
@@ -398,6 +400,18 @@ def metric(name: str, y: np.ndarray, pred: np.ndarray) -> float:
         n1, n0 = int(pos.sum()), int(neg.sum())
         return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
     raise ValueError(f"unknown headline metric {name!r}; expected one of {HEADLINES}")
+
+
+def average_precision(y: np.ndarray, scores: np.ndarray) -> float:
+    """``average_precision_score`` of 0/1 labels with at least one positive, numpy only (it runs
+    inside resampling loops): the precision at each distinct score, highest first, weighted by
+    the recall it adds."""
+    order = np.argsort(-scores, kind="mergesort")
+    y, scores = y[order], scores[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), y.size - 1]   # each distinct score's last row
+    tps = np.cumsum(y)[last]
+    recall_gain = np.diff(tps, prepend=0) / tps[-1]
+    return float(np.sum(recall_gain * tps / (last + 1)))
 
 
 def _group_resampler(groups: np.ndarray, rng: np.random.Generator):

@@ -478,6 +478,20 @@ def test_auc_bootstrap_point_values_by_hand():
     assert r["auroc_sd"] > 0 and 0 <= r["auroc_mean"] <= 1
 
 
+def test_resample_scores_equal_sklearn():
+    # the numpy-only AUROC and average precision the bootstrap scores its resamples with
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from ehrmind.stats import average_precision, metric
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        n = int(rng.integers(2, 80))
+        y = np.r_[0, 1, rng.integers(0, 2, n)]
+        s = rng.integers(0, 4, y.size) / 3 if i % 2 else rng.random(y.size)   # ties, or none
+        assert average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert metric("auroc", y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
 def test_auc_bootstrap_is_seeded_and_resamples_patients():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 60)
