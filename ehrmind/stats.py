@@ -385,21 +385,23 @@ def delong_test(y_true: Sequence[int], scores_a: Sequence[float], scores_b: Sequ
 HEADLINES = ("accuracy", "balanced_accuracy", "auroc")
 
 
-def metric(name: str, y: np.ndarray, pred: np.ndarray) -> float:
-    """The headline metric on arrays (numpy only: it runs inside resampling loops)."""
+def metric(name: str, y: np.ndarray, pred: np.ndarray) -> float | np.ndarray:
+    """The headline metric on arrays (numpy only: it runs inside resampling loops). `pred` may
+    carry leading axes, one value per row (a permutation test's batch of resamples)."""
     if name == "accuracy":
-        return float(np.mean(pred))
-    if name == "balanced_accuracy":   # mean recall over the classes present; no answer is wrong
-        classes = np.unique(y)
-        return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
-    if name == "auroc":               # Mann-Whitney U over the positive x negative pairs
+        value = np.mean(pred, axis=-1)
+    elif name == "balanced_accuracy":   # mean recall over the classes present; no answer is wrong
+        value = np.mean([np.mean(pred[..., y == c] == c, axis=-1) for c in np.unique(y)], axis=0)
+    elif name == "auroc":               # Mann-Whitney U over the positive x negative pairs
         pos, neg = y == 1, y == 0
         if not pos.any() or not neg.any():
             return float("nan")
-        ranks = stats.rankdata(pred)
+        ranks = stats.rankdata(pred, axis=-1)
         n1, n0 = int(pos.sum()), int(neg.sum())
-        return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-    raise ValueError(f"unknown headline metric {name!r}; expected one of {HEADLINES}")
+        value = (ranks[..., pos].sum(-1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    else:
+        raise ValueError(f"unknown headline metric {name!r}; expected one of {HEADLINES}")
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def average_precision(y: np.ndarray, scores: np.ndarray) -> float:
@@ -469,8 +471,9 @@ def paired_metric_test(name: str, y, a, b, groups=None, n_resamples: int = 2000,
         test, p = "permutation", 1.0
     else:
         test = "permutation"
-        res = stats.permutation_test((a, b), lambda u, v: metric(name, y, v) - metric(name, y, u),
-                                     permutation_type="samples", n_resamples=n_resamples,
+        # vectorized: scipy passes a batch of resamples, the sample axis last (axis=-1)
+        res = stats.permutation_test((a, b), lambda u, v, axis: np.asarray(metric(name, y, v) - metric(name, y, u)),
+                                     permutation_type="samples", n_resamples=n_resamples, vectorized=True,
                                      alternative="two-sided", rng=np.random.default_rng(seed))
         p = float(res.pvalue)
     return {"diff": float(diff), "ci_low": low, "ci_high": high, "p_value": min(1.0, float(p)), "test": test,

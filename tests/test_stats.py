@@ -492,6 +492,18 @@ def test_resample_scores_equal_sklearn():
         assert metric("auroc", y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
 
 
+@pytest.mark.parametrize("name", ["accuracy", "balanced_accuracy", "auroc"])
+def test_metric_on_a_batch_of_rows_equals_each_row(name):
+    # the permutation test scores a batch of resamples at once
+    from ehrmind.stats import metric
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2 if name == "auroc" else 3, 40)
+    pred = rng.random((5, 40)) if name == "auroc" else rng.integers(0, 3, (5, 40)).astype(float)
+    if name == "accuracy":
+        pred = (pred == 1).astype(float)
+    assert metric(name, y, pred).tolist() == [metric(name, y, row) for row in pred]
+
+
 def test_auc_bootstrap_is_seeded_and_resamples_patients():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 60)
