@@ -313,12 +313,10 @@ def auc_bootstrap(y_true: Sequence[int], scores: Sequence[float], n_resamples: i
     keys = np.arange(y.size) if groups is None else np.asarray(groups)
     if keys.shape != y.shape:
         raise ValueError(f"groups must name one patient per item, got {keys.shape} for {y.shape}")
-    patients, index = np.unique(keys, return_inverse=True)
-    members = [np.flatnonzero(index == g) for g in range(patients.size)]
-    rng = np.random.default_rng(seed)
+    resample = _group_resampler(keys, np.random.default_rng(seed))
     roc, pr = [], []
     for _ in range(n_resamples):
-        take = np.concatenate([members[g] for g in rng.integers(0, patients.size, patients.size)])
+        take = resample()
         yb = y[take]
         if yb.min() == yb.max():
             continue

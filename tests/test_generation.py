@@ -107,12 +107,10 @@ def test_generation_with_4d_masks_is_bitwise_what_transformers_masks_give(tiny_m
     net.eval()
     same_length = [tok("Question: " + "word " * 6, add_special_tokens=False)["input_ids"]] * 2
     spec = SamplingSpec(max_new_tokens=10, n=3, temperature=1.0, seed=5, logprobs=True)
-    runs = []
-    for prompts in (same_length, _prompts(tok, 3)):
-        runs.append(HFBackend(net, tok, batch_size=9).generate(prompts, spec))
+    batches = (same_length, _prompts(tok, 3))
+    ours = [HFBackend(net, tok, batch_size=9).generate(prompts, spec) for prompts in batches]
     monkeypatch.setattr("ehrmind.generation.hf.attention_mask", lambda model, mask, queries: mask)
-    for prompts, ours in zip((same_length, _prompts(tok, 3)), runs):
-        assert HFBackend(net, tok, batch_size=9).generate(prompts, spec) == ours
+    assert [HFBackend(net, tok, batch_size=9).generate(prompts, spec) for prompts in batches] == ours
 
 
 def test_each_prompt_is_encoded_once_for_its_samples(loaded, monkeypatch):
