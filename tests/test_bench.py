@@ -1,0 +1,28 @@
+"""`ehrmind bench`: the ceiling it measures and the workloads it sets against it."""
+import json
+
+from ehrmind import bench
+
+
+def test_ceiling_is_the_best_round_and_keeps_the_median():
+    rounds = bench.matmul_ceiling(16, 32, seconds=0.01, rounds=3, sizes=(4, 8))
+    assert set(rounds) == {"best", "median"}
+    for name in ("fp32", "bf16"):
+        for m in (4, 8):
+            assert rounds["best"][name][m] >= rounds["median"][name][m] > 0
+    assert bench.bandwidth(megabytes=4, reps=3) > 0
+
+
+def test_bench_reports_each_workload_against_the_best_rounds(tmp_path, tiny_model):
+    out = tmp_path / "bench.json"
+    checkpoint = json.loads(tiny_model.read_text())["path"]
+    result = bench.run(checkpoint, [2], new_tokens=4, passk_n=2, out=out, training=False)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    best = result["matmul_gflops"]
+    assert all(best[name][m] >= result["matmul_gflops_median"][name][m] for name in best for m in best[name])
+    names = [w["workload"] for w in result["workloads"]]
+    assert names == ["greedy evaluation, batch 2", "pass@k sampling, 1 x n=2"]
+    for w in result["workloads"]:
+        assert w["tokens"] > 0 and w["prompt_tokens"] > 0
+        peak = max(best[w["precision"]].values())
+        assert abs(w["fraction_of_ceiling"] - w["gflops"] / peak) < 1e-3
