@@ -5,9 +5,11 @@
    five short interleaved rounds, and memory bandwidth (GB/s, a large in-place scale, the best
    of seven passes).
 2. The workloads, on EHRMind prompts of the embedded MedCalc task: greedy evaluation at
-   several batch sizes, Pass@k sampling (n samples per prompt), SFT and GRPO steps (TRL,
-   rollouts from the suite's backend), two of each: the second is the steady-state figure, the
-   first (with one-time costs) goes to the JSON as first_step_s.
+   several batch sizes, Pass@k sampling (n samples per prompt), with the share of each run spent
+   encoding the prompts (`prefill_share`); SFT and GRPO steps (TRL, rollouts from the suite's
+   backend), two of each: the second is the steady-state figure, the first (with one-time costs)
+   goes to the JSON as first_step_s. `--profile` adds the operators of one greedy batch and of
+   the GRPO steps by self CPU time.
 
 FLOP accounting (P = parameters, embeddings counted once as the LM head):
 generation = 2P per generated token + 2(P - P_head) per prompt token (the prefill keeps only
@@ -117,8 +119,9 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
                    "tokens_per_s": round(tokens / seconds, 1), "gflops": round(rate, 1),
                    "fraction_of_ceiling": round(rate / peak[dtype], 3), "precision": dtype, **extra}
             result["workloads"].append(row)
+            share = f"   prefill {100 * extra['prefill_share']:.0f} % of the time" if "prefill_share" in extra else ""
             print(f"{name:<34} {tokens:>8} {seconds:>8.1f} {row['tokens_per_s']:>9.1f} {rate:>8.1f} "
-                  f"{100 * row['fraction_of_ceiling']:>9.1f}%", flush=True)
+                  f"{100 * row['fraction_of_ceiling']:>9.1f}%{share}", flush=True)
 
         prompts = _prompts(tok, max(batch_sizes))
         backend = HFBackend(net, tok)
@@ -126,23 +129,31 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
         for bs in batch_sizes:
             batch = (prompts * bs)[:bs]
             backend.batch_size = bs
-            started = time.perf_counter()
+            started, prefill = time.perf_counter(), backend.stats.prefill_seconds
             outs = backend.generate(batch, SamplingSpec(max_new_tokens=new_tokens))
             seconds = time.perf_counter() - started
             generated = sum(g.n_tokens for (g,) in outs)
             prompt_tokens = sum(map(len, batch))
             record(f"greedy evaluation, batch {bs}", generated, seconds,
-                   2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens)
+                   2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
+                   prefill_share=round((backend.stats.prefill_seconds - prefill) / seconds, 3))
+        if profile:   # one more run of the largest batch, profiled (the timed runs above are not)
+            bs = backend.batch_size = max(batch_sizes)
+            with _cpu_profile() as prof:
+                backend.generate((prompts * bs)[:bs], SamplingSpec(max_new_tokens=new_tokens))
+            print(f"greedy evaluation, batch {bs}, by operator (self CPU time):")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
         items = max(1, max(batch_sizes) // passk_n)
         backend.batch_size = items * passk_n
-        started = time.perf_counter()
+        started, prefill = time.perf_counter(), backend.stats.prefill_seconds
         outs = backend.generate(prompts[:items], SamplingSpec(max_new_tokens=new_tokens, n=passk_n,
                                                               temperature=0.6, top_p=0.95))
         seconds = time.perf_counter() - started
         generated = sum(g.n_tokens for gens in outs for g in gens)
         prompt_tokens = sum(map(len, prompts[:items]))
         record(f"pass@k sampling, {items} x n={passk_n}", generated, seconds,
-               2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens)
+               2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
+               prefill_share=round((backend.stats.prefill_seconds - prefill) / seconds, 3))
         if training:
             del net, backend
             _training_steps(model, precision, total, record, Path(tmp), profile)
@@ -173,9 +184,7 @@ def _training_steps(model: str, precision: str, total: int, record, tmp: Path, p
             "max_prompt_length": 1024, "beta": 0.001, "epsilon": 0.2, "temperature": 0.6, "top_p": 0.95,
             "loss_type": "dapo", "micro_batch_size": None, "rollout_batch_size": None, "use_vllm": False}
     reward = {"format_ok": 0.1, "format_bad": -2.0, "correct": 1.0, "wrong": 0.0}
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-    with torch_profile(activities=[ProfilerActivity.CPU]) if profile else contextlib.nullcontext() as prof:
+    with _cpu_profile() if profile else contextlib.nullcontext() as prof:
         summary = training.grpo(task, model, train, grpo, reward, 0, tmp / "grpo", tmp / "grpo_logs", "bench",
                                 precision=precision)
     if profile:
@@ -189,6 +198,11 @@ def _training_steps(model: str, precision: str, total: int, record, tmp: Path, p
     # plus decoding the rollouts (2P per generated token)
     record("GRPO step, 8 rollouts x <=64 new", trained, steady, 8 * total * trained + 2 * total * generated, dtype,
            generated=generated, first_step_s=first)
+
+
+def _cpu_profile():
+    from torch.profiler import ProfilerActivity, profile
+    return profile(activities=[ProfilerActivity.CPU])
 
 
 def _fmt(by_m: dict[int, float]) -> str:

@@ -488,7 +488,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--passk-n", type=int, default=12, help="samples per prompt for the pass@k workload")
     sp.add_argument("--precision", choices=PRECISIONS, default="auto")
     sp.add_argument("--no-training", action="store_true", help="skip the SFT and GRPO steps")
-    sp.add_argument("--profile", action="store_true", help="print the GRPO step's operators by self CPU time")
+    sp.add_argument("--profile", action="store_true", help="also print the operators by self CPU time of one greedy batch "
+                    "(the largest) and of the GRPO steps: where the gap to the ceiling goes")
     sp.add_argument("--out", help="also write the figures as JSON here")
 
     sp = verb("prefetch", cmd_prefetch, "download every hub model and dataset a run config names into the "

@@ -23,6 +23,6 @@ def test_bench_reports_each_workload_against_the_best_rounds(tmp_path, tiny_mode
     names = [w["workload"] for w in result["workloads"]]
     assert names == ["greedy evaluation, batch 2", "pass@k sampling, 1 x n=2"]
     for w in result["workloads"]:
-        assert w["tokens"] > 0 and w["prompt_tokens"] > 0
+        assert w["tokens"] > 0 and w["prompt_tokens"] > 0 and 0 < w["prefill_share"] < 1
         peak = max(best[w["precision"]].values())
         assert abs(w["fraction_of_ceiling"] - w["gflops"] / peak) < 1e-3

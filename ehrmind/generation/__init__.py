@@ -66,6 +66,7 @@ class Stats:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     seconds: float = 0.0
+    prefill_seconds: float = 0.0   # of `seconds`, encoding the prompts (hf; 0 where a backend does not separate it)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -99,9 +99,11 @@ class HFBackend:
         window = max(len(s.encode()) for s in spec.stop) + 2 if spec.stop else 0
         alive = torch.arange(rows, device=device)   # original row of each live sequence
         with torch.inference_mode():
+            started = time.perf_counter()
             out = model(input_ids=ids, attention_mask=attention_mask(model, mask, queries=width),
                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                         use_cache=True, logits_to_keep=1)
+            self.stats.prefill_seconds += time.perf_counter() - started
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             if n > 1:   # one encoded prompt serves its n samples
                 cache.batch_repeat_interleave(n)
