@@ -6,6 +6,8 @@ CORES  ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+# huge pages for the heap of every process started here (ehrmind/allocator.py)
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
 REFERENCE := results/reference/embedded
 CONFIG    ?= workflow/config/paper.yaml

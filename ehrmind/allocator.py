@@ -9,6 +9,17 @@ memory, and an SFT step of the embedded model 9.8 s against 6.4 s (`ehrmind benc
 freed heap for reuse: a job's resident memory then stays near its peak until it exits (every
 Snakemake job is its own process). The same as MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_ in
 the environment; numerics are unchanged. A no-op where the C library is not glibc.
+
+Huge pages (`ENV`): glibc's `glibc.malloc.hugetlb=1` tunable asks the kernel for transparent
+huge pages (2 MB) for the heap, so a job's memory is faulted in 2 MB at a time, not 4 kB, and
+its TLB covers 512 times more of it. glibc reads tunables once, as the process starts, so the
+rules put `shell_prefix()` in front of every job that loads a model and the Makefile exports
+it. On a 2-core AMD EPYC VM where first touching memory ran at ~0.55 GB/s (2 GiB in 3.7 s, and
+0.1 s with the tunable), a grid evaluation job (medcalc, 105 prompts, one thread) went from
+454-478k to 132k page faults and 94-104 s to 84-96 s in alternating runs, its predictions
+byte-identical: where memory sits changes no arithmetic. Without THP in the kernel
+(`/sys/kernel/mm/transparent_hugepage/enabled` set to never) or with a glibc older than 2.35 it
+changes nothing.
 """
 from __future__ import annotations
 
@@ -18,6 +29,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
+ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4   # glibc's <malloc.h>
 TRIM_THRESHOLD = 2**31 - 1              # the largest value mallopt takes (an int): never trim below 2 GB free
 
@@ -33,3 +45,8 @@ def keep_freed_memory() -> bool:
     done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     log.debug("glibc malloc: mmap off, trim threshold %d: %s", TRIM_THRESHOLD, done)
     return done
+
+
+def shell_prefix() -> str:
+    """`ENV` as a shell prefix for a job's command."""
+    return " ".join(f"{k}={v}" for k, v in ENV.items())

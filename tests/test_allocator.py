@@ -1,4 +1,8 @@
-"""The allocator settings: large tensors come from the reused heap, not fresh mmap'd pages."""
+"""The allocator settings: large tensors come from the reused heap, not fresh mmap'd pages, and
+the jobs' environment puts that heap on huge pages."""
+import os
+import platform
+import re
 import subprocess
 import sys
 
@@ -27,3 +31,29 @@ def test_large_tensors_come_from_the_heap_once_freed_memory_is_kept():
         return int(out.stdout.split()[-1])
     assert mapped("default") >= 64 * 2**20   # glibc's default: the tensor gets its own mapping
     assert mapped("keep") == 0
+
+
+HUGE = """
+import re, torch
+x = torch.ones(64 * 2**20, dtype=torch.uint8)   # touched: faulted in
+print(int(re.search(r"AnonHugePages:\\s+(\\d+)", open("/proc/self/smaps_rollup").read()).group(1)))
+"""
+
+
+def _thp_mode() -> str:
+    try:
+        return re.search(r"\[(\w+)\]", open("/sys/kernel/mm/transparent_hugepage/enabled").read()).group(1)
+    except OSError:
+        return "never"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or _thp_mode() == "never"
+                    or tuple(map(int, platform.libc_ver()[1].split(".")[:2] or (0, 0))) < (2, 35),
+                    reason="needs the kernel's transparent huge pages and glibc >= 2.35")
+def test_the_job_environment_puts_the_heap_on_huge_pages():
+    def huge_kb(env):
+        out = subprocess.run([sys.executable, "-c", HUGE], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env})
+        return int(out.stdout.split()[-1])
+    from ehrmind import allocator
+    assert huge_kb(allocator.ENV) >= 32 * 1024

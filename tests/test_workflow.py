@@ -190,3 +190,14 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "grpo.max_steps" in proc.stderr and "integer" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_model_jobs_start_with_the_allocator_environment(tiny_run):
+    """glibc reads its tunables as a process starts: the rules set them on the command line."""
+    from ehrmind import allocator
+    config, _, _ = tiny_run
+    proc = _snakemake(config, "--dry-run", "--forceall", "--printshellcmds")
+    commands = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if " ehrmind " in line and any(f"ehrmind {verb} " in line for verb in ("evaluate", "launch", "passk"))]
+    assert proc.returncode == 0 and commands
+    assert all(allocator.shell_prefix() in line for line in commands)

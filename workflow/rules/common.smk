@@ -5,7 +5,7 @@ import re
 import shlex
 
 from ehrmind import config as run_config
-from ehrmind import exact
+from ehrmind import allocator, exact
 from ehrmind.tasks import MULTI, STRUCTURED
 
 DEFAULT_CONFIG = "workflow/config/embedded.yaml"   # used when no --configfile is given
@@ -54,8 +54,9 @@ EAG_RL_METHODS = {
     "eag_dapo": ("dapo", {}, {}),
 }
 EAG_METHODS = [m for m in EAG["methods"] if m in EAG_STYLES or m == "eag_sft" or m in EAG_RL_METHODS]
-# Exact mode's variables, set before Python starts in every job that loads a model.
-JOB_ENV = exact.shell_prefix() if config["exact"] else ""
+# Set before Python starts in every job that loads a model: glibc's huge pages for the heap
+# (allocator.py), and exact mode's variables where it is on.
+JOB_ENV = " ".join([allocator.shell_prefix()] + ([exact.shell_prefix()] if config["exact"] else []))
 # Flags shared by every rule that loads a model.
 MODEL_FLAGS = f"--precision {config['precision']}" + (" --trust-remote-code" if config["trust_remote_code"] else "")
 
