@@ -12,14 +12,15 @@ the environment; numerics are unchanged. A no-op where the C library is not glib
 
 Huge pages (`ENV`): glibc's `glibc.malloc.hugetlb=1` tunable asks the kernel for transparent
 huge pages (2 MB) for the heap, so a job's memory is faulted in 2 MB at a time, not 4 kB, and
-its TLB covers 512 times more of it. glibc reads tunables once, as the process starts, so the
-rules put `shell_prefix()` in front of every job that loads a model and the Makefile exports
-it. On a 2-core AMD EPYC VM where first touching memory ran at ~0.55 GB/s (2 GiB in 3.7 s, and
-0.1 s with the tunable), a grid evaluation job (medcalc, 105 prompts, one thread) went from
-454-478k to 132k page faults and 94-104 s to 84-96 s in alternating runs, its predictions
-byte-identical: where memory sits changes no arithmetic. Without THP in the kernel
-(`/sys/kernel/mm/transparent_hugepage/enabled` set to never) or with a glibc older than 2.35 it
-changes nothing.
+each TLB entry covers 512 times more of it. glibc reads tunables once, as a process starts, so
+the workflow sets it in the environment its jobs inherit (`workflow/rules/common.smk`) and the
+Makefile exports it; provenance records it (`glibc_tunables`). On a 2-core AMD EPYC VM where
+first touching memory ran at ~0.55 GB/s (2 GiB in 3.7 s; 0.1 s with the tunable), a grid
+evaluation job (medcalc, 105 prompts, one thread; four alternating pairs) went from ~460-500k to
+132k page faults, 6.5-7.4 to 3.9-4.8 s of kernel time and 0.3-9.9 s less wall time a pair, its
+predictions byte-identical: where memory sits changes no arithmetic. Without transparent huge
+pages in the kernel (`/sys/kernel/mm/transparent_hugepage/enabled` at never) or with a glibc
+older than 2.35 it changes nothing.
 """
 from __future__ import annotations
 
@@ -45,8 +46,3 @@ def keep_freed_memory() -> bool:
     done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     log.debug("glibc malloc: mmap off, trim threshold %d: %s", TRIM_THRESHOLD, done)
     return done
-
-
-def shell_prefix() -> str:
-    """`ENV` as a shell prefix for a job's command."""
-    return " ".join(f"{k}={v}" for k, v in ENV.items())

@@ -1,6 +1,7 @@
 """Where a result came from: package versions, git commit, device."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -47,7 +48,8 @@ def device_info() -> dict[str, Any]:
     import torch
     info: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                             "torch_threads": torch.get_num_threads(), **cpu(),
-                            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+                            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}   # huge pages: allocator.py
     if torch.cuda.is_available():
         info.update(device="cuda", gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count())
     else:

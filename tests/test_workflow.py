@@ -2,10 +2,15 @@
 plus the transfer matrix with the `multi` training task and the pass@k gate in
 audit mode; and a smaller run with the gate in gated mode (a Snakemake checkpoint)."""
 import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO, run_snakemake as _snakemake, run_stages, run_tiny_grid as _run
+from tests.conftest import REPO, SNAKEMAKE, run_snakemake as _snakemake, run_stages, run_tiny_grid as _run
 
 
 def test_every_table_cell_is_filled(tiny_run):
@@ -192,12 +197,17 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_model_jobs_start_with_the_allocator_environment(tiny_run):
-    """glibc reads its tunables as a process starts: the rules set them on the command line."""
+def test_jobs_inherit_the_allocator_environment(tiny_run):
+    """glibc reads its tunables as a process starts: the workflow sets them for the jobs it starts,
+    with none in the caller's environment, and the cell's provenance records them."""
     from ehrmind import allocator
-    config, _, _ = tiny_run
-    proc = _snakemake(config, "--dry-run", "--forceall", "--printshellcmds")
-    commands = [line for line in (proc.stdout + proc.stderr).splitlines()
-                if " ehrmind " in line and any(f"ehrmind {verb} " in line for verb in ("evaluate", "launch", "passk"))]
-    assert proc.returncode == 0 and commands
-    assert all(allocator.shell_prefix() in line for line in commands)
+    config, results, _ = tiny_run
+    cell = results / "cells/tiny-a/medcalc/baseline/seed0"
+    env = {k: v for k, v in os.environ.items() if k not in allocator.ENV}
+    env.update(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([SNAKEMAKE, str(cell / "metrics.json"), "--configfile", str(config), "--cores", "2", "--nolock",
+                           "--forcerun", "evaluate"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(re.findall(r"^(local)?rule evaluate:", proc.stdout + proc.stderr, re.M)) == 1   # that cell alone
+    device = yaml.safe_load(open(cell / "metrics.json"))["provenance"]["device"]
+    assert device["glibc_tunables"] == allocator.ENV["GLIBC_TUNABLES"]

@@ -54,9 +54,13 @@ EAG_RL_METHODS = {
     "eag_dapo": ("dapo", {}, {}),
 }
 EAG_METHODS = [m for m in EAG["methods"] if m in EAG_STYLES or m == "eag_sft" or m in EAG_RL_METHODS]
-# Set before Python starts in every job that loads a model: glibc's huge pages for the heap
-# (allocator.py), and exact mode's variables where it is on.
-JOB_ENV = " ".join([allocator.shell_prefix()] + ([exact.shell_prefix()] if config["exact"] else []))
+# Exact mode's variables, set before Python starts in every job that loads a model.
+JOB_ENV = exact.shell_prefix() if config["exact"] else ""
+# glibc's huge pages for the heap (allocator.py), read as each job's process starts: jobs inherit
+# this environment (locally, and through SLURM's exported one). Not a rule parameter: it changes
+# no result, so it must not make Snakemake rerun jobs. A value already set is kept.
+for _name, _value in allocator.ENV.items():
+    os.environ.setdefault(_name, _value)
 # Flags shared by every rule that loads a model.
 MODEL_FLAGS = f"--precision {config['precision']}" + (" --trust-remote-code" if config["trust_remote_code"] else "")
 
