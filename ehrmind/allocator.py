@@ -18,9 +18,10 @@ Makefile exports it; provenance records it (`glibc_tunables`). On a 2-core AMD E
 first touching memory ran at ~0.55 GB/s (2 GiB in 3.7 s; 0.1 s with the tunable), a grid
 evaluation job (medcalc, 105 prompts, one thread; four alternating pairs) went from ~460-500k to
 132k page faults, 6.5-7.4 to 3.9-4.8 s of kernel time and 0.3-9.9 s less wall time a pair, its
-predictions byte-identical: where memory sits changes no arithmetic. Without transparent huge
-pages in the kernel (`/sys/kernel/mm/transparent_hugepage/enabled` at never) or with a glibc
-older than 2.35 it changes nothing.
+predictions byte-identical; a GRPO job (4 steps) 1.33M -> 221k faults and 76-81 -> 67-72 s.
+Where memory sits changes no arithmetic. Without transparent huge pages in the kernel
+(`/sys/kernel/mm/transparent_hugepage/enabled` at never) or with a glibc older than 2.35 it
+changes nothing.
 """
 from __future__ import annotations
 
