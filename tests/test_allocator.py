@@ -47,8 +47,12 @@ def _thp_mode() -> str:
         return "never"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or _thp_mode() == "never"
-                    or tuple(map(int, platform.libc_ver()[1].split(".")[:2] or (0, 0))) < (2, 35),
+def _glibc_version() -> tuple[int, ...]:
+    name, version = platform.libc_ver()
+    return tuple(int(part) for part in version.split(".")[:2]) if name == "glibc" and version else (0, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or _thp_mode() == "never" or _glibc_version() < (2, 35),
                     reason="needs the kernel's transparent huge pages and glibc >= 2.35")
 def test_the_job_environment_puts_the_heap_on_huge_pages():
     def huge_kb(env):
