@@ -30,7 +30,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def matmul_ceiling(hidden: int, intermediate: int, seconds: float = 0.15, rounds: int = 5,
+CEILING_ROUNDS = 5   # timings per matmul shape; the best is the ceiling
+
+
+def matmul_ceiling(hidden: int, intermediate: int, seconds: float = 0.15, rounds: int = CEILING_ROUNDS,
                    sizes: tuple[int, ...] = (8, 64, 512, 2048)) -> dict[str, dict[str, dict[int, float]]]:
     """GFLOP/s of an (M x hidden) @ (hidden x intermediate) matmul in fp32 and bf16 for each M
     in `sizes`: `rounds` timings of `seconds` each, the shapes interleaved, under "best" the best
@@ -98,17 +101,17 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
         net, tok = models.load(model, precision=precision)
         net.eval()
         cfg = net.config
-        rounds = matmul_ceiling(cfg.hidden_size, cfg.intermediate_size)
-        ceiling = rounds["best"]
+        measured = matmul_ceiling(cfg.hidden_size, cfg.intermediate_size)
+        ceiling = measured["best"]
         result: dict[str, Any] = {
             "machine": provenance.device_info(), "threads": torch.get_num_threads(),
-            "matmul_gflops": ceiling, "matmul_gflops_median": rounds["median"], "bandwidth_gbs": round(bandwidth(), 1),
+            "matmul_gflops": ceiling, "matmul_gflops_median": measured["median"], "bandwidth_gbs": round(bandwidth(), 1),
             "model": model, "dtype": str(net.dtype), "workloads": []}
         gen_dtype = "bf16" if net.dtype == torch.bfloat16 else "fp32"
         peak = {k: max(v.values()) for k, v in ceiling.items()}
         total, head = _params(net)
         print(f"ceiling: matmul fp32 {_fmt(ceiling['fp32'])} | bf16 {_fmt(ceiling['bf16'])} GFLOP/s "
-              f"(M = 8/64/512/2048; best of 5 rounds, median bf16 {_fmt(rounds['median']['bf16'])}); "
+              f"(M = 8/64/512/2048; best of {CEILING_ROUNDS} rounds, median bf16 {_fmt(measured['median']['bf16'])}); "
               f"memory {result['bandwidth_gbs']} GB/s; {result['threads']} threads")
         print(f"model {model}: {total / 1e6:.1f} M parameters, generation in {gen_dtype}")
         print(f"{'workload':<34} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of ceiling':>10}")
@@ -129,14 +132,12 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
         for bs in batch_sizes:
             batch = (prompts * bs)[:bs]
             backend.batch_size = bs
-            started, prefill = time.perf_counter(), backend.stats.prefill_seconds
-            outs = backend.generate(batch, SamplingSpec(max_new_tokens=new_tokens))
-            seconds = time.perf_counter() - started
+            outs, seconds, prefill_share = _timed_generate(backend, batch, SamplingSpec(max_new_tokens=new_tokens))
             generated = sum(g.n_tokens for (g,) in outs)
             prompt_tokens = sum(map(len, batch))
             record(f"greedy evaluation, batch {bs}", generated, seconds,
                    2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
-                   prefill_share=round((backend.stats.prefill_seconds - prefill) / seconds, 3))
+                   prefill_share=prefill_share)
         if profile:   # one more run of the largest batch, profiled (the timed runs above are not)
             bs = backend.batch_size = max(batch_sizes)
             with _cpu_profile() as prof:
@@ -145,15 +146,13 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
         items = max(1, max(batch_sizes) // passk_n)
         backend.batch_size = items * passk_n
-        started, prefill = time.perf_counter(), backend.stats.prefill_seconds
-        outs = backend.generate(prompts[:items], SamplingSpec(max_new_tokens=new_tokens, n=passk_n,
-                                                              temperature=0.6, top_p=0.95))
-        seconds = time.perf_counter() - started
+        outs, seconds, prefill_share = _timed_generate(
+            backend, prompts[:items], SamplingSpec(max_new_tokens=new_tokens, n=passk_n, temperature=0.6, top_p=0.95))
         generated = sum(g.n_tokens for gens in outs for g in gens)
         prompt_tokens = sum(map(len, prompts[:items]))
         record(f"pass@k sampling, {items} x n={passk_n}", generated, seconds,
                2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
-               prefill_share=round((backend.stats.prefill_seconds - prefill) / seconds, 3))
+               prefill_share=prefill_share)
         if training:
             del net, backend
             _training_steps(model, precision, total, record, Path(tmp), profile)
@@ -198,6 +197,14 @@ def _training_steps(model: str, precision: str, total: int, record, tmp: Path, p
     # plus decoding the rollouts (2P per generated token)
     record("GRPO step, 8 rollouts x <=64 new", trained, steady, 8 * total * trained + 2 * total * generated, dtype,
            generated=generated, first_step_s=first)
+
+
+def _timed_generate(backend, prompts: list[list[int]], spec) -> tuple[list, float, float]:
+    """The generations, the seconds they took, and the share of those spent encoding the prompts."""
+    started, prefill = time.perf_counter(), backend.stats.prefill_seconds
+    outs = backend.generate(prompts, spec)
+    seconds = time.perf_counter() - started
+    return outs, seconds, round((backend.stats.prefill_seconds - prefill) / seconds, 3)
 
 
 def _cpu_profile():
