@@ -16,6 +16,11 @@ generation = 2P per generated token + 2(P - P_head) per prompt token (the prefil
 the last position's logits); SFT = 6P per trained token; a GRPO step = 8P per token of its
 sequences (policy forward and backward, the reference model's forward) + 2P per generated token. A workload's fraction of the
 ceiling is its FLOP rate over the best matmul rate measured in the precision it ran in.
+A generation workload also gets its matmul bound (`matmul_bound`): the tokens/s it would reach
+if its prefill ran at the matmul rate measured at the prefill's row count (prompts x width) and
+each decode step at the rate measured at the batch's row count, nothing else costing time. A
+decode step multiplies as many rows as the batch has sequences, where the matmul rate is a
+fraction of its large-M peak, so this bound, not the peak, is what a batch's figure can reach.
 """
 from __future__ import annotations
 
@@ -101,7 +106,10 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
         net, tok = models.load(model, precision=precision)
         net.eval()
         cfg = net.config
-        measured = matmul_ceiling(cfg.hidden_size, cfg.intermediate_size)
+        passk_rows = max(1, max(batch_sizes) // passk_n) * passk_n
+        # the standard sizes, plus each batch's decode row count (for the matmul bound)
+        sizes = tuple(sorted({8, 64, 512, 2048, *batch_sizes, passk_rows}))
+        measured = matmul_ceiling(cfg.hidden_size, cfg.intermediate_size, sizes=sizes)
         ceiling = measured["best"]
         result: dict[str, Any] = {
             "machine": provenance.device_info(), "threads": torch.get_num_threads(),
@@ -111,7 +119,8 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
         peak = {k: max(v.values()) for k, v in ceiling.items()}
         total, head = _params(net)
         print(f"ceiling: matmul fp32 {_fmt(ceiling['fp32'])} | bf16 {_fmt(ceiling['bf16'])} GFLOP/s "
-              f"(M = 8/64/512/2048; best of {CEILING_ROUNDS} rounds, median bf16 {_fmt(measured['median']['bf16'])}); "
+              f"(M = {'/'.join(map(str, sizes))}; best of {CEILING_ROUNDS} rounds, "
+              f"median bf16 {_fmt(measured['median']['bf16'])}); "
               f"memory {result['bandwidth_gbs']} GB/s; {result['threads']} threads")
         print(f"model {model}: {total / 1e6:.1f} M parameters, generation in {gen_dtype}")
         print(f"{'workload':<34} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of ceiling':>10}")
@@ -123,8 +132,16 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
                    "fraction_of_ceiling": round(rate / peak[dtype], 3), "precision": dtype, **extra}
             result["workloads"].append(row)
             share = f"   prefill {100 * extra['prefill_share']:.0f} % of the time" if "prefill_share" in extra else ""
+            if "matmul_bound" in extra:
+                share += (f"; matmul bound {extra['matmul_bound']:.0f} tokens/s "
+                          f"({100 * row['tokens_per_s'] / extra['matmul_bound']:.0f} % of it)")
             print(f"{name:<34} {tokens:>8} {seconds:>8.1f} {row['tokens_per_s']:>9.1f} {rate:>8.1f} "
                   f"{100 * row['fraction_of_ceiling']:>9.1f}%{share}", flush=True)
+
+        def bound(prompts_per_batch: int, rows: int, prompt_tokens: int, generated: int, width: int) -> float:
+            prefill = 2 * (total - head) * prompt_tokens / _rate_at(ceiling[gen_dtype], prompts_per_batch * width)
+            decode = 2 * total * generated / _rate_at(ceiling[gen_dtype], rows)
+            return round(generated / ((prefill + decode) / 1e9), 1)
 
         prompts = _prompts(tok, max(batch_sizes))
         backend = HFBackend(net, tok)
@@ -137,22 +154,24 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
             prompt_tokens = sum(map(len, batch))
             record(f"greedy evaluation, batch {bs}", generated, seconds,
                    2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
-                   prefill_share=prefill_share)
+                   prefill_share=prefill_share,
+                   matmul_bound=bound(bs, bs, prompt_tokens, generated, max(map(len, batch))))
         if profile:   # one more run of the largest batch, profiled (the timed runs above are not)
             bs = backend.batch_size = max(batch_sizes)
             with _cpu_profile() as prof:
                 backend.generate((prompts * bs)[:bs], SamplingSpec(max_new_tokens=new_tokens))
             print(f"greedy evaluation, batch {bs}, by operator (self CPU time):")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
-        items = max(1, max(batch_sizes) // passk_n)
-        backend.batch_size = items * passk_n
+        items = passk_rows // passk_n
+        backend.batch_size = passk_rows
         outs, seconds, prefill_share = _timed_generate(
             backend, prompts[:items], SamplingSpec(max_new_tokens=new_tokens, n=passk_n, temperature=0.6, top_p=0.95))
         generated = sum(g.n_tokens for gens in outs for g in gens)
         prompt_tokens = sum(map(len, prompts[:items]))
         record(f"pass@k sampling, {items} x n={passk_n}", generated, seconds,
                2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
-               prefill_share=prefill_share)
+               prefill_share=prefill_share,
+               matmul_bound=bound(items, passk_rows, prompt_tokens, generated, max(map(len, prompts[:items]))))
         if training:
             del net, backend
             _training_steps(model, precision, total, record, Path(tmp), profile)
@@ -197,6 +216,11 @@ def _training_steps(model: str, precision: str, total: int, record, tmp: Path, p
     # plus decoding the rollouts (2P per generated token)
     record("GRPO step, 8 rollouts x <=64 new", trained, steady, 8 * total * trained + 2 * total * generated, dtype,
            generated=generated, first_step_s=first)
+
+
+def _rate_at(by_m: dict[int, float], rows: int) -> float:
+    """The matmul rate measured at the smallest M of at least `rows` (the largest M beyond them)."""
+    return by_m[min((m for m in by_m if m >= rows), default=max(by_m))]
 
 
 def _timed_generate(backend, prompts: list[list[int]], spec) -> tuple[list, float, float]:
