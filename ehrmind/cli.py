@@ -481,7 +481,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for trajectories.jsonl and mcts.json")
 
     sp = verb("bench", cmd_bench, "measure this machine's ceiling (matmul GFLOP/s, memory GB/s) and the suite's "
-              "workloads against it: greedy evaluation, pass@k sampling, an SFT step, a GRPO step")
+              "workloads against it: greedy evaluation, pass@k sampling (each with its matmul bound: the "
+              "tokens/s its FLOPs allow at the matmul rates of its own row counts), an SFT step, a GRPO step")
     sp.add_argument("--model", default="embedded:smollm2-135m-instruct", help="model spec or checkpoint")
     sp.add_argument("--batch-sizes", default="1,8,32,64", help="greedy evaluation batch sizes")
     sp.add_argument("--new-tokens", type=int, default=64, help="new tokens per generation")
