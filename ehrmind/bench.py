@@ -138,10 +138,16 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
             print(f"{name:<34} {tokens:>8} {seconds:>8.1f} {row['tokens_per_s']:>9.1f} {rate:>8.1f} "
                   f"{100 * row['fraction_of_ceiling']:>9.1f}%{share}", flush=True)
 
-        def bound(prompts_per_batch: int, rows: int, prompt_tokens: int, generated: int, width: int) -> float:
-            prefill = 2 * (total - head) * prompt_tokens / _rate_at(ceiling[gen_dtype], prompts_per_batch * width)
-            decode = 2 * total * generated / _rate_at(ceiling[gen_dtype], rows)
-            return round(generated / ((prefill + decode) / 1e9), 1)
+        def record_generation(name: str, batch: list[list[int]], rows: int, generated: int, seconds: float,
+                              prefill_share: float) -> None:
+            """A generation run of `batch` prompts (one prefill) decoded as `rows` sequences, with its
+            FLOPs split into prefill and decode, each also timed at the matmul rate of its row count."""
+            prompt_tokens = sum(map(len, batch))
+            prefill, decode = 2 * (total - head) * prompt_tokens, 2 * total * generated
+            at_ceiling = (prefill / _rate_at(ceiling[gen_dtype], len(batch) * max(map(len, batch)))
+                          + decode / _rate_at(ceiling[gen_dtype], rows)) / 1e9
+            record(name, generated, seconds, prefill + decode, gen_dtype, prompt_tokens=prompt_tokens,
+                   prefill_share=prefill_share, matmul_bound=round(generated / at_ceiling, 1))
 
         prompts = _prompts(tok, max(batch_sizes))
         backend = HFBackend(net, tok)
@@ -150,12 +156,8 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
             batch = (prompts * bs)[:bs]
             backend.batch_size = bs
             outs, seconds, prefill_share = _timed_generate(backend, batch, SamplingSpec(max_new_tokens=new_tokens))
-            generated = sum(g.n_tokens for (g,) in outs)
-            prompt_tokens = sum(map(len, batch))
-            record(f"greedy evaluation, batch {bs}", generated, seconds,
-                   2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
-                   prefill_share=prefill_share,
-                   matmul_bound=bound(bs, bs, prompt_tokens, generated, max(map(len, batch))))
+            record_generation(f"greedy evaluation, batch {bs}", batch, bs, sum(g.n_tokens for (g,) in outs), seconds,
+                              prefill_share)
         if profile:   # one more run of the largest batch, profiled (the timed runs above are not)
             bs = backend.batch_size = max(batch_sizes)
             with _cpu_profile() as prof:
@@ -166,12 +168,8 @@ def run(model: str, batch_sizes: list[int], new_tokens: int, passk_n: int, preci
         backend.batch_size = passk_rows
         outs, seconds, prefill_share = _timed_generate(
             backend, prompts[:items], SamplingSpec(max_new_tokens=new_tokens, n=passk_n, temperature=0.6, top_p=0.95))
-        generated = sum(g.n_tokens for gens in outs for g in gens)
-        prompt_tokens = sum(map(len, prompts[:items]))
-        record(f"pass@k sampling, {items} x n={passk_n}", generated, seconds,
-               2 * total * generated + 2 * (total - head) * prompt_tokens, gen_dtype, prompt_tokens=prompt_tokens,
-               prefill_share=prefill_share,
-               matmul_bound=bound(items, passk_rows, prompt_tokens, generated, max(map(len, prompts[:items]))))
+        record_generation(f"pass@k sampling, {items} x n={passk_n}", prompts[:items], passk_rows,
+                          sum(g.n_tokens for gens in outs for g in gens), seconds, prefill_share)
         if training:
             del net, backend
             _training_steps(model, precision, total, record, Path(tmp), profile)
